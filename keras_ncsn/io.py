@@ -1,0 +1,45 @@
+"""Atomic file writes: a crash (even SIGKILL) leaves the old file or the new one, never half."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, is_dir: bool = False) -> Iterator[str]:
+    """Yields a temporary path beside `path`; renames it onto `path` only on success.
+
+    Temporary names start with ".tmp-" so that readers listing a folder can skip them.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.basename(path)
+    if is_dir:
+        tmp = tempfile.mkdtemp(prefix=f".tmp-{base}-", dir=folder)
+    else:
+        handle, tmp = tempfile.mkstemp(prefix=f".tmp-{base}-",
+                                       suffix=os.path.splitext(base)[1], dir=folder)
+        os.close(handle)
+    try:
+        yield tmp
+        if is_dir and os.path.isdir(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
