@@ -1,0 +1,161 @@
+"""The noise-conditional score network (CondRefineNetDilated) and its DSM training step."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_ncsn.config import Config, TrainConfig
+from keras_ncsn.layers import (ConditionalInstanceNormPlus, ConditionalResidualBlock,
+                               RefineBlock, conv2d)
+from keras_ncsn.losses import dsm_per_sample
+from keras_ncsn.noise import get_sigmas
+
+
+@keras.saving.register_keras_serializable(package="keras_ncsn")
+class NCSN(keras.Model):
+    """CondRefineNetDilated score model s_theta(x, sigma_i); `model((x, level_index))`.
+
+    x is [B, H, W, C] in [0, 1] (mapped to [-1, 1] inside); level_index is int [B] into
+    the sigma table, which the model holds as a non-trainable weight. With
+    `scale_by_sigma` the output is net(x)/sigma (NCSNv2's parameterisation).
+    `train_step` draws one noise level per sample and minimises the sigma^2-weighted
+    denoising score matching loss; `test_step` reports it overall and per level.
+    """
+
+    def __init__(self, image_shape: Sequence[int], sigmas: Sequence[float], ngf: int = 64,
+                 scale_by_sigma: bool = False, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        height, width, channels = self.image_shape
+        if height != width or height % 2 or height < 4:
+            raise ValueError(f"images must be square with an even size >= 4, got {image_shape}")
+        sigma_values = np.asarray(sigmas, np.float32)
+        if sigma_values.ndim != 1 or not len(sigma_values) or np.any(sigma_values <= 0):
+            raise ValueError("sigmas must be a non-empty 1-D list of positive numbers")
+        self.ngf, self.scale_by_sigma, self.seed = ngf, scale_by_sigma, seed
+        self.num_levels = len(sigma_values)
+        self.sigmas = self.add_weight(
+            name="sigmas", shape=(self.num_levels,), trainable=False, autocast=False,
+            initializer=keras.initializers.Constant(sigma_values))
+        levels = self.num_levels
+        block = ConditionalResidualBlock
+        self.begin_conv = conv2d(ngf, 3, channels, name="begin_conv")
+        self.encoder = [
+            block(ngf, ngf, levels, name="res1_0"),
+            block(ngf, ngf, levels, name="res1_1"),
+            block(ngf, 2 * ngf, levels, resample="down", name="res2_0"),
+            block(2 * ngf, 2 * ngf, levels, name="res2_1"),
+            block(2 * ngf, 2 * ngf, levels, resample="down", dilation=2, name="res3_0"),
+            block(2 * ngf, 2 * ngf, levels, dilation=2, name="res3_1"),
+            block(2 * ngf, 2 * ngf, levels, resample="down", dilation=4, name="res4_0"),
+            block(2 * ngf, 2 * ngf, levels, dilation=4, name="res4_1"),
+        ]
+        self.decoder = [
+            RefineBlock([2 * ngf], 2 * ngf, levels, name="refine1"),
+            RefineBlock([2 * ngf, 2 * ngf], 2 * ngf, levels, name="refine2"),
+            RefineBlock([2 * ngf, 2 * ngf], ngf, levels, name="refine3"),
+            RefineBlock([ngf, ngf], ngf, levels, end=True, name="refine4"),
+        ]
+        self.end_norm = ConditionalInstanceNormPlus(levels, name="end_norm")
+        self.end_conv = conv2d(channels, 3, ngf, name="end_conv")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="dsm_seed")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.level_trackers = [keras.metrics.Mean(name=f"loss_level_{i}")
+                               for i in range(self.num_levels)]
+
+    def call(self, inputs, training=None):
+        x, y = inputs
+        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        h = self.begin_conv(2.0 * x - 1.0)
+        stage_outputs = []
+        for i, block in enumerate(self.encoder):
+            h = block(h, y)
+            if i % 2:
+                stage_outputs.append(h)
+        layer1, layer2, layer3, layer4 = stage_outputs
+        h = self.decoder[0]([layer4], y)
+        h = self.decoder[1]([layer3, h], y)
+        h = self.decoder[2]([layer2, h], y)
+        h = self.decoder[3]([layer1, h], y)
+        out = self.end_conv(tf.nn.elu(self.end_norm(h, y)))
+        if self.scale_by_sigma:
+            sigma = tf.cast(tf.gather(self.sigmas, y), out.dtype)
+            out = out / tf.reshape(sigma, [-1, 1, 1, 1])
+        return out
+
+    def build_for_images(self) -> "NCSN":
+        """Creates all weights by calling the model once on a dummy batch."""
+        self((tf.zeros((1, *self.image_shape)), tf.zeros((1,), tf.int32)))
+        return self
+
+    def score(self, x: tf.Tensor, level_index: tf.Tensor) -> tf.Tensor:
+        """The score s_theta(x, sigma_level) in float32 (a `score_fn` for the samplers)."""
+        return tf.cast(self((x, level_index), training=False), tf.float32)
+
+    # Training ---------------------------------------------------------------------------
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.level_trackers]
+
+    def _dsm(self, data, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Per-sample DSM losses with one uniformly drawn noise level per sample."""
+        x = tf.cast(data[0] if isinstance(data, (tuple, list)) else data, tf.float32)
+        levels = keras.random.randint((tf.shape(x)[0],), 0, self.num_levels,
+                                      seed=self.seed_generator, dtype="int32")
+        noise = keras.random.normal(tf.shape(x), seed=self.seed_generator)
+        per_sample = dsm_per_sample(lambda xt, y: self((xt, y), training=training),
+                                    x, self.sigmas, levels, noise)
+        return tf.reduce_mean(per_sample), per_sample, levels
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, _, _ = self._dsm(data, training=True)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        loss, per_sample, levels = self._dsm(data, training=False)
+        self.loss_tracker.update_state(per_sample)
+        for i, tracker in enumerate(self.level_trackers):
+            tracker.update_state(per_sample, sample_weight=tf.cast(tf.equal(levels, i), tf.float32))
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape),
+                "sigmas": [float(s) for s in keras.ops.convert_to_numpy(self.sigmas)],
+                "ngf": self.ngf, "scale_by_sigma": self.scale_by_sigma, "seed": self.seed}
+
+
+def build_model(config: Config) -> NCSN:
+    """The NCSN described by `config`, with all weights created."""
+    keras.mixed_precision.set_global_policy(config.train.precision)
+    return NCSN(config.image_shape, get_sigmas(config.noise), ngf=config.model.ngf,
+                scale_by_sigma=config.model.scale_by_sigma, seed=config.train.seed,
+                name="ncsn").build_for_images()
+
+
+def make_optimizer(train: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam as in the paper (PyTorch's epsilon), with optional EMA and global-norm clipping."""
+    return keras.optimizers.Adam(
+        learning_rate=train.learning_rate, beta_1=train.beta_1, epsilon=1e-8,
+        global_clipnorm=train.clip_norm or None, use_ema=train.ema_momentum > 0,
+        ema_momentum=train.ema_momentum or 0.99)
+
+
+def compile_model(model: NCSN, train: TrainConfig) -> NCSN:
+    """Compiles with the config's optimizer and XLA switch, and builds the optimizer."""
+    model.compile(optimizer=make_optimizer(train), jit_compile=train.jit_compile)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def count_trainable_parameters(model: keras.Model) -> int:
+    return int(sum(np.prod(v.shape) for v in model.trainable_variables))
