@@ -1,0 +1,149 @@
+"""Keras callbacks for long DSM runs: atomic checkpoints, progress, step logs, NaN stop."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+import time
+
+import keras
+import numpy as np
+from tqdm.auto import tqdm
+
+from keras_ncsn.errors import CheckpointError, TrainingError
+from keras_ncsn.io import atomic_path
+
+_CHECKPOINT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
+
+
+def global_step(model: keras.Model) -> int:
+    """Optimizer steps taken so far: the one step counter that survives a resume."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def list_checkpoints(folder: str) -> list[tuple[int, str]]:
+    """(step, path) of the complete checkpoints in `folder`, oldest first."""
+    found = []
+    for path in glob.glob(os.path.join(folder, "ckpt-*.weights.h5")):
+        match = _CHECKPOINT.match(os.path.basename(path))
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def restore_latest(model: keras.Model, folder: str) -> int:
+    """Loads the newest readable checkpoint (weights and optimizer state); returns its step.
+
+    Returns 0 when there is none. A checkpoint that fails to load is reported and the
+    previous one is tried, so one damaged file never costs the whole run.
+    """
+    errors = []
+    for step, path in reversed(list_checkpoints(folder)):
+        try:
+            model.load_weights(path)
+        except Exception as e:  # h5py/keras raise many types for damaged or foreign files
+            errors.append(f"{os.path.basename(path)}: {type(e).__name__}: {e}".splitlines()[0])
+            continue
+        for problem in errors:
+            print(f"warning: skipped unreadable checkpoint {problem}")
+        return step
+    if errors:
+        raise CheckpointError(f"no readable checkpoint in {folder}: {'; '.join(errors)}")
+    return 0
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves weights + optimizer state every `every` steps and at `final_step`, keeping `keep`.
+
+    This is our BackupAndRestore: Keras' own writes its file in place (a SIGKILL during the
+    write corrupts it) and restores only whole epochs. Here each checkpoint goes to a
+    temporary file renamed into place, is named by the global step, and a restart resumes
+    at exactly that step.
+    """
+
+    def __init__(self, folder: str, every: int, final_step: int, keep: int):
+        super().__init__()
+        self.folder, self.every, self.final_step, self.keep = folder, every, final_step, keep
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if step % self.every == 0 or step >= self.final_step:
+            self.save(step)
+
+    def save(self, step: int) -> str:
+        path = os.path.join(self.folder, f"ckpt-{step:08d}.weights.h5")
+        with atomic_path(path) as tmp:
+            os.remove(tmp)  # h5 refuses to overwrite an existing (empty) file
+            self.model.save_weights(tmp)
+        for _, old in list_checkpoints(self.folder)[:-self.keep]:
+            os.remove(old)
+        return path
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stops `fit` at an exact global step (fit's epochs are only logging chunks here)."""
+
+    def __init__(self, final_step: int):
+        super().__init__()
+        self.final_step = final_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if global_step(self.model) >= self.final_step:
+            self.model.stop_training = True
+
+
+class RaiseOnNaN(keras.callbacks.Callback):
+    """Stops at the first non-finite loss with an error naming the step and the remedies."""
+
+    def __init__(self, checkpoint_folder: str):
+        super().__init__()
+        self.checkpoint_folder = checkpoint_folder
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            saved = list_checkpoints(self.checkpoint_folder)
+            last = f"the last good checkpoint is step {saved[-1][0]}" if saved else \
+                "no checkpoint was written yet"
+            raise TrainingError(
+                f"loss became {float(loss)} at step {global_step(self.model)}; {last}. "
+                "Lower train.learning_rate or set train.clip_norm (e.g. --set train.clip_norm=1)")
+
+
+class ProgressAndLog(keras.callbacks.Callback):
+    """A progress bar over the whole run (loss, steps/s) and a CSV row per logging chunk."""
+
+    def __init__(self, final_step: int, csv_path: str, show: bool = True):
+        super().__init__()
+        self.final_step, self.csv_path, self.show = final_step, csv_path, show
+        self.bar = None
+        self.last_time = self.last_step = None
+
+    def on_train_begin(self, logs=None):
+        start = global_step(self.model)
+        self.last_time, self.last_step = time.perf_counter(), start
+        self.bar = tqdm(total=self.final_step, initial=start, unit="step", disable=not self.show,
+                        dynamic_ncols=True, mininterval=1.0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(global_step(self.model) - self.bar.n)
+        if logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{float(logs['loss']):.4g}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        now, step = time.perf_counter(), global_step(self.model)
+        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        row = {"step": step, "loss": float((logs or {}).get("loss", float("nan"))),
+               "steps_per_second": round(rate, 3), "time": round(time.time(), 1)}
+        new_file = not os.path.exists(self.csv_path)
+        with open(self.csv_path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()

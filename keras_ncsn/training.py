@@ -1,0 +1,168 @@
+"""Run folders: train a config into one (resuming where it stopped) and load models back.
+
+Layout of a run folder:
+    config.json                 the exact config (reloadable with --config RUN or --resume RUN)
+    checkpoints/ckpt-STEP.weights.h5   weights + optimizer state, last `keep_checkpoints`
+    logs/train.csv              step, loss, steps/s per logging chunk
+    logs/tensorboard/           TensorBoard scalars
+    heldout_loss.json           held-out DSM loss, overall and per noise level
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_ncsn.callbacks import (AtomicCheckpoint, ProgressAndLog, RaiseOnNaN, StopAtStep,
+                                  global_step, restore_latest)
+from keras_ncsn.config import CONFIG_FILE, Config, load_config, save_config
+from keras_ncsn.data import make_datasets
+from keras_ncsn.errors import CheckpointError, ConfigError
+from keras_ncsn.io import atomic_write_text
+from keras_ncsn.model import NCSN, build_model, compile_model, count_trainable_parameters
+
+HELDOUT_FILE = "heldout_loss.json"
+
+# Settings that may change between a run's sessions without invalidating its checkpoints.
+RESUMABLE_CHANGES = {"train.steps", "train.checkpoint_every", "train.keep_checkpoints",
+                     "train.log_every", "train.eval_draws", "data.data_dir",
+                     "data.download"}
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: str
+
+    @property
+    def checkpoints(self) -> str:
+        return os.path.join(self.root, "checkpoints")
+
+    @property
+    def logs(self) -> str:
+        return os.path.join(self.root, "logs")
+
+    @property
+    def heldout(self) -> str:
+        return os.path.join(self.root, HELDOUT_FILE)
+
+
+def _flatten(config: Config) -> dict[str, Any]:
+    return {f"{section}.{key}": value for section, values in config.to_dict().items()
+            if isinstance(values, dict) for key, value in values.items()}
+
+
+def check_compatible(saved: Config, requested: Config, folder: str) -> None:
+    """Refuses to continue a run folder with a config that would not fit its checkpoints."""
+    old, new = _flatten(saved), _flatten(requested)
+    changed = sorted(key for key in old if old[key] != new[key]
+                     and key not in RESUMABLE_CHANGES and not key.startswith("sample."))
+    if changed:
+        details = ", ".join(f"{key}: {old[key]!r} -> {new[key]!r}" for key in changed)
+        raise ConfigError(f"run folder {folder} was started with a different config ({details}); "
+                          f"continue it with --resume {folder}, or choose a new --out")
+
+
+def heldout_loss(model: NCSN, eval_data, draws: int) -> dict[str, Any]:
+    """Held-out DSM loss over `draws` noise draws per image, overall and per noise level."""
+    results = model.evaluate(eval_data.repeat(draws), return_dict=True, verbose=0)
+    sigmas = keras.ops.convert_to_numpy(model.sigmas)
+    return {
+        "loss": float(results["loss"]),
+        "per_level": [{"level": i, "sigma": float(sigma),
+                       "loss": float(results[f"loss_level_{i}"])}
+                      for i, sigma in enumerate(sigmas)],
+        "draws": draws,
+        "untrained_reference": float(np.prod(model.image_shape)) / 2.0,
+    }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: NCSN
+    paths: RunPaths
+    start_step: int
+    final_step: int
+    heldout: dict[str, Any]
+
+
+def train(config: Config, out_dir: str, *, progress: bool = True,
+          log=print) -> TrainResult:
+    """Trains `config` in `out_dir`, resuming from its newest checkpoint if there is one."""
+    paths = RunPaths(out_dir)
+    config_path = os.path.join(out_dir, CONFIG_FILE)
+    if os.path.exists(config_path):
+        check_compatible(load_config(config_path), config, out_dir)
+    train_cfg = config.train
+    model = compile_model(build_model(config), train_cfg)
+    log(f"model: CondRefineNetDilated ngf={config.model.ngf}, "
+        f"{count_trainable_parameters(model):,} trainable parameters "
+        f"({config.noise.num_levels} noise levels, images {config.image_shape})")
+    log(f"output folder: {os.path.abspath(out_dir)}")
+    os.makedirs(paths.logs, exist_ok=True)
+    save_config(config, out_dir)
+    start = restore_latest(model, paths.checkpoints)
+    if start:
+        log(f"resuming from step {start} ({paths.checkpoints})")
+    train_data, eval_data = make_datasets(config.data, train_cfg.batch_size,
+                                          seed=train_cfg.seed + start)
+    if start < train_cfg.steps:
+        chunk = min(train_cfg.log_every, train_cfg.steps)
+        model.fit(
+            train_data, epochs=math.ceil(train_cfg.steps / chunk), steps_per_epoch=chunk,
+            initial_epoch=start // chunk, verbose=0,
+            callbacks=[
+                RaiseOnNaN(paths.checkpoints),
+                AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
+                                 train_cfg.steps, train_cfg.keep_checkpoints),
+                StopAtStep(train_cfg.steps),
+                ProgressAndLog(train_cfg.steps, os.path.join(paths.logs, "train.csv"),
+                               show=progress),
+                keras.callbacks.TensorBoard(os.path.join(paths.logs, "tensorboard"),
+                                            update_freq="epoch"),
+            ])
+    else:
+        log(f"run already trained to step {start} (train.steps={train_cfg.steps}); "
+            "raise --steps to train longer")
+        use_ema_weights(model)
+    heldout = heldout_loss(model, eval_data, train_cfg.eval_draws)
+    heldout["step"] = global_step(model)
+    atomic_write_text(paths.heldout, json.dumps(heldout, indent=2) + "\n")
+    return TrainResult(model, paths, start, global_step(model), heldout)
+
+
+def use_ema_weights(model: NCSN) -> None:
+    """Replaces the model's weights by the optimizer's moving averages, if it keeps them."""
+    if model.optimizer is not None and model.optimizer.use_ema:
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+
+
+def load_run(run_dir: str, *, ema: bool = True) -> tuple[Config, NCSN, int]:
+    """Config, model (EMA weights when the run kept them and `ema`) and step of a run folder."""
+    if not os.path.isdir(run_dir):
+        raise CheckpointError(f"run folder {run_dir} does not exist")
+    config = load_config(run_dir)
+    model = compile_model(build_model(config), config.train)
+    step = restore_latest(model, RunPaths(run_dir).checkpoints)
+    if step == 0:
+        raise CheckpointError(f"run folder {run_dir} has no checkpoint yet "
+                              f"(expected {RunPaths(run_dir).checkpoints}/ckpt-*.weights.h5)")
+    if ema:
+        use_ema_weights(model)
+    return config, model, step
+
+
+def format_heldout(heldout: dict[str, Any]) -> str:
+    """A small text table of the held-out loss per noise level."""
+    lines = [f"held-out DSM loss {heldout['loss']:.3f} at step {heldout.get('step', '?')} "
+             f"(untrained net ~{heldout['untrained_reference']:.0f}; {heldout['draws']} noise draws)",
+             "  level   sigma     loss"]
+    lines += [f"  {row['level']:>5}  {row['sigma']:7.4f}  {row['loss']:8.3f}"
+              for row in heldout["per_level"]]
+    return "\n".join(lines)
+

@@ -1,0 +1,61 @@
+"""Train an NCSN by denoising score matching: `python scripts/fit.py` runs the quick preset.
+
+Examples:
+    python scripts/fit.py                                   # embedded MNIST subset, <= 15 min on CPU
+    python scripts/fit.py --config mnist --data-dir ../shared/data/mnist --steps 20
+    python scripts/fit.py --config cifar10 --set train.jit_compile=true --out runs/cifar10
+    python scripts/fit.py --resume runs/quick --steps 4000  # continue a run for longer
+Re-running the same command after an interruption continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
+
+quiet_tensorflow()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="quick",
+                        help="preset name (quick, mnist, fashion_mnist, cifar10, celeba) "
+                             "or a config.json / run folder (default: quick)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+    parser.add_argument("--dataset", help="shortcut for --set data.dataset=NAME")
+    parser.add_argument("--data-dir", help="shortcut for --set data.data_dir=PATH")
+    parser.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
+    parser.add_argument("--out", help="run folder (default: runs/<preset name>)")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR with its saved config")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from keras_ncsn.config import get_config
+    from keras_ncsn.training import format_heldout, train
+
+    overrides = list(args.overrides)
+    for key, value in (("data.dataset", args.dataset), ("data.data_dir", args.data_dir),
+                       ("train.steps", args.steps)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    config = get_config(args.resume or args.config, overrides)
+    out = args.resume or args.out or os.path.join("runs", config.name)
+    result = train(config, out, progress=not args.no_progress)
+    print(format_heldout(result.heldout))
+    print(f"done: step {result.final_step}; run folder {os.path.abspath(out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
