@@ -1,0 +1,416 @@
+"""Langevin samplers over any score function: annealed (Algorithm 1), plain (Eq. 4), inpainting.
+
+Nothing here knows the model: a sampler takes `score_fn(x, level_index) -> score`, with x a
+float32 [B, H, W, C] batch and level_index an int32 [B] index into the sigma table
+sigma_1 > ... > sigma_L, so trained networks, exported models and analytic scores all work.
+
+Step-size conventions (see `step_sizes`), with alpha_i = step_size * (sigma_i / sigma_L)^2:
+  "paper":          x <- x + alpha_i / 2 * s + sqrt(alpha_i) z
+  "reference_code": x <- x + alpha_i * s + sqrt(2 alpha_i) z   (the authors' code; default)
+so "paper" with step_size 2e is the same sampler as "reference_code" with step_size e.
+
+Every run is one `tf.while_loop` over a flat step counter k in [0, L*T) (level = k // T) in one
+cached `tf.function` (XLA-compiled by default), so the graph does not grow with L or T and
+repeated calls with new seeds or batch sizes do not retrace. All randomness is stateless and
+derived from (seed, stream, counter): the same seed gives the same images on every call,
+and level-by-level calls reproduce a full call exactly. Results differ between
+`jit_compile=True` and `False` (XLA generates its own random numbers) and may differ
+between device types.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ncsn.config import CONVENTIONS, INITS, SampleConfig
+from keras_ncsn.errors import ConfigError
+
+ScoreFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+Size = Union[int, Sequence[int]]
+
+_RNG_ALG = "philox"  # fixed, so that "auto_select" cannot change the numbers per device
+# Independent random streams derived from one user seed.
+_INIT_STREAM, _STEP_STREAM, _OBSERVED_STREAM = 0, 1, 2
+HALF_SIDES = ("top", "bottom", "left", "right")
+
+
+def _key(seed: tf.Tensor, stream: int, counter: tf.Tensor) -> tf.Tensor:
+    """Stateless RNG seed for draw `counter` of `stream`: a pure function of its arguments."""
+    base = tf.stack([tf.cast(seed, tf.int64), tf.constant(stream, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(counter, tf.int64),
+                                                    alg=_RNG_ALG)
+
+
+def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
+    """The sigma table as float64; ConfigError unless 1-D, positive and strictly descending."""
+    table = np.asarray(sigmas, dtype=np.float64)
+    if table.ndim != 1 or table.size == 0:
+        raise ConfigError(f"sigmas must be a non-empty 1-D sequence, got shape {table.shape}")
+    if not np.all(np.isfinite(table)) or np.any(table <= 0):
+        raise ConfigError(f"sigmas must be finite and > 0, got {table.tolist()}")
+    if np.any(np.diff(table) >= 0):
+        raise ConfigError(f"sigmas must be strictly descending (sigma_1 > ... > sigma_L), "
+                          f"got {table.tolist()}")
+    return table
+
+
+def step_sizes(sigmas: Sequence[float], step_size: float,
+               convention: str = "reference_code") -> tuple[np.ndarray, np.ndarray]:
+    """Per-level (drift coefficient, noise std) of x <- x + drift * s + noise_std * z.
+
+    The one place the two conventions are written down: with alpha_i = step_size *
+    (sigma_i / sigma_L)^2, "paper" is (alpha_i / 2, sqrt(alpha_i)) and "reference_code" is
+    (alpha_i, sqrt(2 alpha_i)). A single level gives plain Langevin with alpha = step_size.
+    """
+    table = check_sigmas(sigmas)
+    if not step_size > 0:
+        raise ConfigError(f"step_size must be > 0, got {step_size}")
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"convention must be one of {', '.join(CONVENTIONS)}, "
+                          f"got {convention!r}")
+    alpha = step_size * (table / table[-1]) ** 2
+    if convention == "paper":
+        return alpha / 2, np.sqrt(alpha)
+    return alpha, np.sqrt(2 * alpha)
+
+
+def _seed_tensor(seed: Union[int, tf.Tensor]) -> tf.Tensor:
+    seed = tf.convert_to_tensor(seed, dtype=tf.int64)
+    if seed.shape.rank != 0:
+        raise ConfigError(f"seed must be a single integer, got shape {seed.shape}")
+    return seed
+
+
+def _level_range(levels: Sequence[int]) -> tuple[int, int]:
+    if len(levels) != 2 or not all(isinstance(v, (int, np.integer)) for v in levels):
+        raise ConfigError(f"levels must be a pair of integers (start, stop), got {levels}")
+    return int(levels[0]), int(levels[1])
+
+
+class LangevinSampler:
+    """Langevin dynamics over a schedule of noise levels, run as one compiled while loop.
+
+    Use `AnnealedLangevin` or `PlainLangevin`; this class holds the loop they share.
+    Level j of the schedule calls `score_fn` with index `level_ids[j]` and has noise
+    `sigmas[j]`, which inpainting adds to the observed pixels and denoising uses.
+    """
+
+    def __init__(self, score_fn: ScoreFn, sigmas: Sequence[float], level_ids: Sequence[int],
+                 drift: np.ndarray, noise_std: np.ndarray, *, steps_per_level: int,
+                 init: str, denoise: bool, clip: bool, jit_compile: bool,
+                 snapshot_every: int) -> None:
+        if init not in INITS:
+            raise ConfigError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+        if int(steps_per_level) != steps_per_level or steps_per_level < 1:
+            raise ConfigError(f"the number of steps must be an integer >= 1, "
+                              f"got {steps_per_level}")
+        self.score_fn = score_fn
+        self.sigmas = check_sigmas(sigmas)
+        self.level_ids = np.asarray(level_ids, dtype=np.int32)
+        self.drift = np.asarray(drift, dtype=np.float32)
+        self.noise_std = np.asarray(noise_std, dtype=np.float32)
+        self.steps_per_level = int(steps_per_level)
+        self.init = init
+        self.denoise = bool(denoise)
+        self.clip = bool(clip)
+        self.jit_compile = bool(jit_compile)
+        self.snapshot_every = int(snapshot_every)
+        if self.snapshot_every < 0 or self.snapshot_every > self.num_steps:
+            raise ConfigError(f"snapshot_every must be in [0, {self.num_steps}] (the number "
+                              f"of steps; 0 turns snapshots off), got {snapshot_every}")
+        self._functions: dict[bool, tf.types.experimental.PolymorphicFunction] = {}
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.sigmas)
+
+    @property
+    def num_steps(self) -> int:
+        """Langevin steps of a full run: levels x steps per level."""
+        return self.num_levels * self.steps_per_level
+
+    @property
+    def num_snapshots(self) -> int:
+        """Snapshots of a full run: the state after every `snapshot_every`-th step."""
+        return self.num_steps // self.snapshot_every if self.snapshot_every else 0
+
+    def init_state(self, shape: Sequence[int], seed: Union[int, tf.Tensor]) -> tf.Tensor:
+        """Starting batch drawn from `seed`: Uniform[0,1] ("uniform", the paper) or
+        N(0, sigma_1^2) ("gaussian", the prior of the largest noise level as in score SDE)."""
+        shape = [int(d) for d in shape]
+        if len(shape) != 4 or min(shape) < 1:
+            raise ConfigError(f"a sample shape must be [batch, height, width, channels], "
+                              f"got {shape}")
+        key = _key(_seed_tensor(seed), _INIT_STREAM, tf.constant(0))
+        if self.init == "uniform":
+            return tf.random.stateless_uniform(shape, key, alg=_RNG_ALG)
+        return float(self.sigmas[0]) * tf.random.stateless_normal(shape, key, alg=_RNG_ALG)
+
+    def __call__(self, x_or_shape: Union[Sequence[int], tf.Tensor, np.ndarray],
+                 seed: Union[int, tf.Tensor], *,
+                 levels: tuple[int, int] | None = None):
+        """Samples from `x_or_shape` (a starting batch, or a [B, H, W, C] shape to draw one).
+
+        `levels=(start, stop)` runs only levels start..stop-1 (a progress bar calls it once
+        per level, passing the previous result as x); denoising and clipping happen when
+        stop is the last level. Returns the batch, or (batch, snapshots) when
+        `snapshot_every` > 0, snapshots being the unclipped states [N, B, H, W, C] taken in
+        this call.
+        """
+        if isinstance(x_or_shape, (tuple, list, tf.TensorShape)) and all(
+                isinstance(d, (int, np.integer)) for d in x_or_shape):
+            x = self.init_state(x_or_shape, seed)
+        else:
+            x = tf.convert_to_tensor(x_or_shape, dtype=tf.float32)
+            if x.shape.rank != 4:
+                raise ConfigError(f"x must be a [batch, height, width, channels] batch, "
+                                  f"got shape {x.shape}")
+        return self._run(x, seed, levels)
+
+    def inpaint(self, images: Union[np.ndarray, tf.Tensor], mask: Union[np.ndarray, tf.Tensor],
+                seed: Union[int, tf.Tensor], *, x: tf.Tensor | None = None,
+                levels: tuple[int, int] | None = None):
+        """Fills the pixels where `mask` is 0 so that they agree with the observed ones (App. B.3).
+
+        `images` is [B, H, W, C] in [0, 1]; `mask` (1 = observed) is [B,H,W,C], [B,H,W,1],
+        [H,W,C], [H,W,1] or [H,W] and may differ per image. Unobserved pixels start from
+        `init`; at level i the observed pixels are replaced by y + sigma_i z after every
+        step, and by y itself at the end, so they come back exactly. `x` and `levels` work
+        as in `__call__` (x = the previous call's result).
+        """
+        observed = check_images(images)
+        mask = broadcast_mask(mask, observed.shape)
+        if x is None:
+            x = tf.where(mask > 0.5, observed, self.init_state(observed.shape, seed))
+        return self._run(tf.convert_to_tensor(x, tf.float32), seed, levels,
+                         (tf.constant(observed), tf.constant(mask)))
+
+    def compiled_loop(self, inpainting: bool = False) -> tf.types.experimental.PolymorphicFunction:
+        """The cached tf.function (x, seed, start, stop[, observed, mask]) -> x[, snapshots]."""
+        if inpainting not in self._functions:
+            self._functions[inpainting] = self._build(inpainting)
+        return self._functions[inpainting]
+
+    def _run(self, x: tf.Tensor, seed: Union[int, tf.Tensor], levels: tuple[int, int] | None,
+             inpainting: tuple[tf.Tensor, tf.Tensor] | None = None):
+        start, stop = (0, self.num_levels) if levels is None else _level_range(levels)
+        if not 0 <= start < stop <= self.num_levels:
+            raise ConfigError(f"levels must satisfy 0 <= start < stop <= {self.num_levels}, "
+                              f"got {levels}")
+        function = self.compiled_loop(inpainting is not None)
+        result = function(x, _seed_tensor(seed), tf.constant(start), tf.constant(stop),
+                          *(inpainting or ()))
+        if not self.snapshot_every:
+            return result
+        final, snapshots = result
+        T, every = self.steps_per_level, self.snapshot_every
+        return final, snapshots[start * T // every: stop * T // every]
+
+    def _build(self, inpainting: bool) -> tf.types.experimental.PolymorphicFunction:
+        """Traces the sampling loop once; shapes are dynamic so new batch sizes do not retrace."""
+        image = tf.TensorSpec([None, None, None, None], tf.float32)
+        signature = [image, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32),
+                     tf.TensorSpec([], tf.int32)] + ([image, image] if inpainting else [])
+        T, every, num_snapshots = self.steps_per_level, self.snapshot_every, self.num_snapshots
+
+        def run(x, seed, start, stop, observed=None, mask=None):
+            shape, batch = tf.shape(x), tf.shape(x)[0]
+            level_ids = tf.constant(self.level_ids)
+            sigmas = tf.constant(self.sigmas, tf.float32)
+            drift, noise_std = tf.constant(self.drift), tf.constant(self.noise_std)
+
+            def score(x, level):
+                ids = tf.fill([batch], tf.gather(level_ids, level))
+                return tf.cast(self.score_fn(x, ids), tf.float32)
+
+            def step(k, x, *snapshots):
+                level = k // T
+                z = tf.random.stateless_normal(shape, _key(seed, _STEP_STREAM, k), alg=_RNG_ALG)
+                x = x + tf.gather(drift, level) * score(x, level) + tf.gather(noise_std, level) * z
+                if inpainting:
+                    # Redrawn from the level's key at every step instead of carried as loop
+                    # state: y + sigma_i z stays fixed within a level and a call starting at
+                    # any level reproduces it.
+                    noise = tf.random.stateless_normal(
+                        shape, _key(seed, _OBSERVED_STREAM, level), alg=_RNG_ALG)
+                    x = tf.where(mask > 0.5, observed + tf.gather(sigmas, level) * noise, x)
+                if num_snapshots:
+                    slot = (k + 1) // every - 1
+                    snapshots = (tf.cond(
+                        (k + 1) % every == 0,
+                        lambda: tf.tensor_scatter_nd_update(snapshots[0], [[slot]], [x]),
+                        lambda: snapshots[0]),)
+                return (k + 1, x, *snapshots)
+
+            def finish(x):
+                if self.denoise:  # NCSNv2: one noiseless step at sigma_L
+                    x = x + float(self.sigmas[-1]) ** 2 * score(x, self.num_levels - 1)
+                if inpainting:
+                    x = tf.where(mask > 0.5, observed, x)
+                if self.clip:
+                    x = tf.clip_by_value(x, 0.0, 1.0)
+                return x
+
+            state = (start * T, x)
+            if num_snapshots:
+                state += (tf.zeros(tf.concat([[num_snapshots], shape], 0)),)
+            _, x, *snapshots = tf.while_loop(lambda k, *_: k < stop * T, step, state)
+            x = tf.cond(stop >= self.num_levels, lambda: finish(x), lambda: x)
+            return (x, snapshots[0]) if num_snapshots else x
+
+        return tf.function(run, input_signature=signature, jit_compile=self.jit_compile)
+
+
+class AnnealedLangevin(LangevinSampler):
+    """Annealed Langevin dynamics (Algorithm 1): T steps at each sigma_1 > ... > sigma_L."""
+
+    def __init__(self, score_fn: ScoreFn, sigmas: Sequence[float], *,
+                 steps_per_level: int = 100, step_size: float = 2e-5,
+                 convention: str = "reference_code", init: str = "uniform",
+                 denoise: bool = False, clip: bool = True, jit_compile: bool = True,
+                 snapshot_every: int = 0) -> None:
+        drift, noise_std = step_sizes(sigmas, step_size, convention)
+        super().__init__(score_fn, sigmas, np.arange(len(drift)), drift, noise_std,
+                         steps_per_level=steps_per_level, init=init, denoise=denoise,
+                         clip=clip, jit_compile=jit_compile, snapshot_every=snapshot_every)
+
+    @classmethod
+    def from_config(cls, score_fn: ScoreFn, sigmas: Sequence[float],
+                    sample_config: SampleConfig, **overrides) -> "AnnealedLangevin":
+        """Builds a sampler from `sample`; snapshot_every comes from `grid_every` (in steps)."""
+        options = dict(steps_per_level=sample_config.steps_per_level,
+                       step_size=sample_config.step_size, convention=sample_config.convention,
+                       init=sample_config.init, denoise=sample_config.denoise,
+                       clip=sample_config.clip, jit_compile=sample_config.jit_compile,
+                       snapshot_every=sample_config.grid_every)
+        unknown = set(overrides) - set(options)
+        if unknown:
+            raise ConfigError(f"unknown sampler option(s): {', '.join(sorted(unknown))}; "
+                              f"options are {', '.join(options)}")
+        options.update(overrides)
+        return cls(score_fn, sigmas, **options)
+
+
+class PlainLangevin(LangevinSampler):
+    """Plain Langevin dynamics (Eq. 4): `steps` steps of size `step_size` with one score.
+
+    The single-noise baseline of App. C.1: `score_fn` is always called with `level_index`,
+    whose noise is `sigma` (used by denoising, inpainting and the "gaussian" init).
+    """
+
+    def __init__(self, score_fn: ScoreFn, sigma: float, *, steps: int, step_size: float,
+                 level_index: int = 0, convention: str = "reference_code",
+                 init: str = "uniform", denoise: bool = False, clip: bool = True,
+                 jit_compile: bool = True, snapshot_every: int = 0) -> None:
+        if int(level_index) != level_index or level_index < 0:
+            raise ConfigError(f"level_index must be an integer >= 0, got {level_index}")
+        drift, noise_std = step_sizes([sigma], step_size, convention)
+        super().__init__(score_fn, [sigma], [level_index], drift, noise_std,
+                         steps_per_level=steps, init=init, denoise=denoise, clip=clip,
+                         jit_compile=jit_compile, snapshot_every=snapshot_every)
+
+
+def check_images(images: Union[np.ndarray, tf.Tensor]) -> np.ndarray:
+    """Images to inpaint as float32 [B, H, W, C], or ConfigError unless finite and in [0, 1]."""
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim != 4:
+        raise ConfigError(f"images must be [batch, height, width, channels], "
+                          f"got shape {array.shape}")
+    if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+        raise ConfigError("images must be finite and in [0, 1]")
+    return array
+
+
+def broadcast_mask(mask: Union[np.ndarray, tf.Tensor], image_shape: Sequence[int]) -> np.ndarray:
+    """A binary mask (1 = observed) broadcast to `image_shape` [B, H, W, C] as float32.
+
+    Accepts [B,H,W,C], [B,H,W,1], [H,W,C], [H,W,1] or [H,W]; anything else, or values
+    other than 0 and 1, is a ConfigError.
+    """
+    array = np.asarray(mask)
+    image_shape = tuple(int(d) for d in image_shape)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim == 3:
+        array = array[None]
+    try:
+        if array.ndim != 4 or np.broadcast_shapes(array.shape, image_shape) != image_shape:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"mask of shape {np.shape(mask)} does not fit images of shape "
+                          f"{image_shape}; use [B,H,W,C], [B,H,W,1], [H,W,C], [H,W,1] or "
+                          f"[H,W]") from None
+    if not np.all((array == 0) | (array == 1)):
+        raise ConfigError("mask must be binary: 1 = observed pixel, 0 = pixel to inpaint")
+    return np.broadcast_to(array.astype(np.float32), image_shape).copy()
+
+
+def _size(size: Size) -> tuple[int, int]:
+    height, width = (size, size) if np.isscalar(size) else size
+    if int(height) < 1 or int(width) < 1:
+        raise ConfigError(f"mask size must be positive, got {size}")
+    return int(height), int(width)
+
+
+def half_mask(size: Size, side: str) -> np.ndarray:
+    """[H, W, 1] mask whose `side` half ("top", "bottom", "left", "right") is MISSING (0).
+
+    E.g. half_mask(28, "bottom") keeps the top half observed and inpaints the bottom.
+    For odd sizes the missing half is the smaller one (size // 2 rows or columns).
+    """
+    if side not in HALF_SIDES:
+        raise ConfigError(f"side must be one of {', '.join(HALF_SIDES)}, got {side!r}")
+    height, width = _size(size)
+    mask = np.ones((height, width, 1), np.float32)
+    rows, cols = height // 2, width // 2
+    region = {"top": np.s_[:rows], "bottom": np.s_[height - rows:],
+              "left": np.s_[:, :cols], "right": np.s_[:, width - cols:]}[side]
+    mask[region] = 0
+    return mask
+
+
+def center_square_mask(size: Size, square: int) -> np.ndarray:
+    """[H, W, 1] mask with a centred `square` x `square` block MISSING (0)."""
+    height, width = _size(size)
+    if not 1 <= square <= min(height, width):
+        raise ConfigError(f"square must be in [1, {min(height, width)}], got {square}")
+    top, left = (height - square) // 2, (width - square) // 2
+    mask = np.ones((height, width, 1), np.float32)
+    mask[top:top + square, left:left + square] = 0
+    return mask
+
+
+def random_pixel_mask(size: Size, fraction_observed: float, seed: int = 0) -> np.ndarray:
+    """[H, W, 1] mask observing exactly round(fraction * H * W) pixels chosen by `seed`."""
+    if not 0 <= fraction_observed <= 1:
+        raise ConfigError(f"fraction_observed must be in [0, 1], got {fraction_observed}")
+    height, width = _size(size)
+    count = int(round(fraction_observed * height * width))
+    flat = np.zeros(height * width, np.float32)
+    flat[np.random.default_rng(seed).permutation(height * width)[:count]] = 1
+    return flat.reshape(height, width, 1)
+
+
+def load_mask_png(path: str, size: Size) -> np.ndarray:
+    """[H, W, 1] mask from an image file: white (grey >= 0.5) = observed, black = missing.
+
+    The file must already be `size`; it is not resized, since that would move the edges.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"no mask file at {path}")
+    try:
+        with Image.open(path) as image:
+            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        raise ConfigError(f"cannot read mask image {path}: {e}") from None
+    height, width = _size(size)
+    if grey.shape != (height, width):
+        raise ConfigError(f"mask image {path} is {grey.shape[1]}x{grey.shape[0]} (WxH), "
+                          f"expected {width}x{height}")
+    return (grey >= 0.5).astype(np.float32)[..., None]
