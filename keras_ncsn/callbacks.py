@@ -39,6 +39,8 @@ def restore_latest(model: keras.Model, folder: str) -> int:
     Returns 0 when there is none. A checkpoint that fails to load is reported and the
     previous one is tried, so one damaged file never costs the whole run.
     """
+    for stale in glob.glob(os.path.join(folder, ".tmp-ckpt-*")):  # a write cut off by a kill
+        os.remove(stale)
     errors = []
     for step, path in reversed(list_checkpoints(folder)):
         try:

@@ -60,6 +60,12 @@ def resize_bilinear_align_corners(x: tf.Tensor, size: Sequence[int]) -> tf.Tenso
     return tf.einsum("Hh,bhwc,Ww->bHWc", rows, x, cols)
 
 
+def _build_all(layers: Sequence[keras.layers.Layer], shape) -> None:
+    """Builds sub-layers that all take inputs of one shape."""
+    for layer in layers:
+        layer.build(shape)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ConditionalInstanceNormPlus(keras.layers.Layer):
     """CIN++: instance norm plus a learned, level-conditioned correction of channel means.
@@ -139,6 +145,14 @@ class ConditionalResidualBlock(keras.layers.Layer):
     def _maybe_pool(self, h):
         return tf.nn.avg_pool2d(h, 2, 2, "VALID") if self.pool else h
 
+    def build(self, x_shape, y_shape=None):
+        mid_shape = (*x_shape[:-1], self.conv1.filters)
+        for layer, shape in ((self.norm1, x_shape), (self.conv1, x_shape),
+                             (self.norm2, mid_shape), (self.conv2, mid_shape),
+                             (self.shortcut, x_shape)):
+            if layer is not None:
+                layer.build(shape)
+
     def call(self, x, y):
         h = self.conv1(tf.nn.elu(self.norm1(x, y)))
         h = self._maybe_pool(self.conv2(tf.nn.elu(self.norm2(h, y))))
@@ -164,6 +178,9 @@ class ResidualConvUnit(keras.layers.Layer):
                       for i in range(num_blocks * num_stages)]
         self.convs = [conv2d(features, 3, features, use_bias=False, name=f"conv_{i}")
                       for i in range(num_blocks * num_stages)]
+
+    def build(self, x_shape, y_shape=None):
+        _build_all([*self.norms, *self.convs], x_shape)
 
     def call(self, x, y):
         for block in range(self.num_blocks):
@@ -191,6 +208,10 @@ class MultiResolutionFusion(keras.layers.Layer):
         self.convs = [conv2d(features, 3, planes, name=f"conv_{i}")
                       for i, planes in enumerate(in_planes)]
 
+    def build(self, xs_shape, y_shape=None):
+        for norm, conv, shape in zip(self.norms, self.convs, xs_shape):
+            _build_all([norm, conv], shape)
+
     def call(self, xs, y):
         size = (int(xs[0].shape[1]), int(xs[0].shape[2]))
         return tf.add_n([resize_bilinear_align_corners(conv(norm(x, y)), size)
@@ -212,6 +233,9 @@ class ChainedResidualPooling(keras.layers.Layer):
                       for i in range(num_stages)]
         self.convs = [conv2d(features, 3, features, use_bias=False, name=f"conv_{i}")
                       for i in range(num_stages)]
+
+    def build(self, x_shape, y_shape=None):
+        _build_all([*self.norms, *self.convs], x_shape)
 
     def call(self, x, y):
         x = tf.nn.elu(x)
@@ -247,6 +271,14 @@ class RefineBlock(keras.layers.Layer):
         self.pooling = ChainedResidualPooling(features, num_levels, name="crp")
         self.output_unit = ResidualConvUnit(features, 3 if end else 1, num_levels,
                                             name="output_rcu")
+
+    def build(self, xs_shape, y_shape=None):
+        for adapter, shape in zip(self.adapters, xs_shape):
+            adapter.build(shape)
+        if self.fusion is not None:
+            self.fusion.build(xs_shape)
+        fused_shape = (*xs_shape[0][:-1], self.features)
+        _build_all([self.pooling, self.output_unit], fused_shape)
 
     def call(self, xs, y):
         hs = [adapter(x, y) for adapter, x in zip(self.adapters, xs)]

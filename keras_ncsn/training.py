@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from keras_ncsn.callbacks import (AtomicCheckpoint, ProgressAndLog, RaiseOnNaN, StopAtStep,
-                                  global_step, restore_latest)
+                                  global_step, list_checkpoints, restore_latest)
 from keras_ncsn.config import CONFIG_FILE, Config, load_config, save_config
 from keras_ncsn.data import make_datasets
 from keras_ncsn.errors import CheckpointError, ConfigError
@@ -99,6 +99,11 @@ def train(config: Config, out_dir: str, *, progress: bool = True,
     if os.path.exists(config_path):
         check_compatible(load_config(config_path), config, out_dir)
     train_cfg = config.train
+    # Data first: a bad data path fails in a second, not after building the model. The
+    # stream is seeded by the step training resumes from, so a resumed run sees new batches.
+    saved = list_checkpoints(paths.checkpoints)
+    train_data, eval_data = make_datasets(config.data, train_cfg.batch_size,
+                                          seed=train_cfg.seed + (saved[-1][0] if saved else 0))
     model = compile_model(build_model(config), train_cfg)
     log(f"model: CondRefineNetDilated ngf={config.model.ngf}, "
         f"{count_trainable_parameters(model):,} trainable parameters "
@@ -109,13 +114,11 @@ def train(config: Config, out_dir: str, *, progress: bool = True,
     start = restore_latest(model, paths.checkpoints)
     if start:
         log(f"resuming from step {start} ({paths.checkpoints})")
-    train_data, eval_data = make_datasets(config.data, train_cfg.batch_size,
-                                          seed=train_cfg.seed + start)
     if start < train_cfg.steps:
         chunk = min(train_cfg.log_every, train_cfg.steps)
         model.fit(
             train_data, epochs=math.ceil(train_cfg.steps / chunk), steps_per_epoch=chunk,
-            initial_epoch=start // chunk, verbose=0,
+            initial_epoch=start // chunk, verbose=0, shuffle=False,
             callbacks=[
                 RaiseOnNaN(paths.checkpoints),
                 AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
