@@ -1,0 +1,34 @@
+"""Test set-up: quiet TensorFlow, and small configs shared by the model and training tests."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from keras_ncsn.config import Config, get_config  # noqa: E402
+
+# A few training steps of a narrow model on the embedded digits: fast but the real code path.
+TINY = ["model.ngf=4", "train.batch_size=8", "train.steps=4", "train.log_every=2",
+        "train.checkpoint_every=2", "data.max_train_images=64", "data.eval_images=16",
+        "train.eval_draws=1", "noise.num_levels=3"]
+
+
+@pytest.fixture
+def tiny_config() -> Config:
+    return get_config("quick", TINY)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name: str):
+    """Imports scripts/<name>.py as a module, to call its `main(argv)` in-process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}",
+                                                  os.path.join(REPO, "scripts", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,123 @@
+"""scripts/fit.py end to end: run folder contents, resume (also after SIGKILL), bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY, load_script
+from keras_ncsn.callbacks import list_checkpoints
+from keras_ncsn.config import load_config
+
+fit = load_script("fit")
+TINY_ARGS = [arg for item in TINY for arg in ("--set", item)]
+
+
+def run_fit(capsys, *args: str) -> tuple[int, str, str]:
+    code = fit.main(["--no-progress", *TINY_ARGS, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_fit_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    code, stdout, _ = run_fit(capsys, "--out", out)
+    assert code == 0
+    assert "trainable parameters" in stdout
+    assert f"output folder: {os.path.abspath(out)}" in stdout
+    assert load_config(out).train.steps == 4 and load_config(out).model.ngf == 4
+    steps = [step for step, _ in list_checkpoints(os.path.join(out, "checkpoints"))]
+    assert steps == [2, 4]  # every 2 steps, last keep_checkpoints=3 kept
+    rows = open(os.path.join(out, "logs", "train.csv")).read().splitlines()
+    assert rows[0].startswith("step,loss") and [r.split(",")[0] for r in rows[1:]] == ["2", "4"]
+    assert os.listdir(os.path.join(out, "logs", "tensorboard"))
+    heldout = json.load(open(os.path.join(out, "heldout_loss.json")))
+    assert heldout["step"] == 4 and len(heldout["per_level"]) == 3
+    assert all(np.isfinite(row["loss"]) for row in heldout["per_level"])
+    assert not [f for f in os.listdir(out) + os.listdir(os.path.join(out, "checkpoints"))
+                if f.startswith(".tmp")]
+
+    code, stdout, _ = run_fit(capsys, "--resume", out, "--steps", "6")
+    assert code == 0 and "resuming from step 4" in stdout and "done: step 6" in stdout
+    assert [s for s, _ in list_checkpoints(os.path.join(out, "checkpoints"))] == [2, 4, 6]
+
+
+def test_changed_model_config_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(load_config_json(ngf=8))
+    code, _, err = run_fit(capsys, "--out", str(out))
+    assert code == 2 and "model.ngf: 8 -> 4" in err and "--resume" in err
+    assert err.count("\n") == 1
+
+
+def load_config_json(ngf: int) -> str:
+    from keras_ncsn.config import get_config
+
+    return get_config("quick", [*TINY, f"model.ngf={ngf}"]).to_json()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--dataset", "files", "--data-dir", "/no/such/folder"], "does not exist"),
+    (["--set", "train.stepz=3"], "unknown config key 'train.stepz'"),
+    (["--set", "train.batch_size=-1"], "train.batch_size must be > 0"),
+    (["--config", "nope"], "unknown config 'nope'"),
+])
+def test_bad_input_gives_one_line_error(tmp_path, capsys, args, words):
+    code, _, err = run_fit(capsys, "--out", str(tmp_path / "run"), *args)
+    assert code == 2
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+def test_wrong_image_shape_is_reported(tmp_path, capsys):
+    path = tmp_path / "images.npy"
+    np.save(path, np.zeros((20, 32, 32, 1), np.uint8))
+    code, _, err = run_fit(capsys, "--out", str(tmp_path / "run"), "--dataset", "files",
+                           "--data-dir", str(path))
+    assert code == 2 and "32" in err and "data.image_size" in err and err.count("\n") == 1
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_fit(capsys, "--out", str(out), "--set", "train.learning_rate=1e30",
+                           "--set", "train.steps=20")
+    assert code == 2 and "loss became" in err and "learning_rate" in err
+    assert err.count("\n") == 1
+
+
+def _wait_for_checkpoint(folder: str, process: subprocess.Popen, min_step: int) -> int:
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        saved = list_checkpoints(folder)
+        if saved and saved[-1][0] >= min_step:
+            return saved[-1][0]
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared in time")
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_resumes_from_last_checkpoint(tmp_path):
+    out = str(tmp_path / "run")
+    command = [sys.executable, os.path.join(REPO, "scripts", "fit.py"), "--no-progress",
+               *TINY_ARGS, "--set", "train.checkpoint_every=1", "--out", out]
+    first = subprocess.Popen([*command, "--steps", "100000"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_checkpoint(os.path.join(out, "checkpoints"), first, 3)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    killed_at = list_checkpoints(os.path.join(out, "checkpoints"))[-1][0]
+    second = subprocess.run([*command, "--steps", str(killed_at + 2)], capture_output=True,
+                            text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resuming from step {killed_at}" in second.stdout
+    assert f"done: step {killed_at + 2}" in second.stdout
+    assert not [f for f in os.listdir(os.path.join(out, "checkpoints")) if f.startswith(".tmp")]

@@ -1,0 +1,142 @@
+"""The NCSN model: parameter counts of the reference, serialisation, the DSM loss, training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_ncsn.config import get_config
+from keras_ncsn.losses import dsm_per_sample
+from keras_ncsn.model import NCSN, build_model, compile_model, count_trainable_parameters
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("preset, expected", [("mnist", 7_638_657), ("cifar10", 30_117_635)])
+def test_trainable_parameters_match_reference(preset, expected):
+    model = build_model(get_config(preset))
+    assert count_trainable_parameters(model) == expected
+    assert not model.sigmas.trainable
+
+
+def tiny_model(**kwargs) -> NCSN:
+    options = dict(image_shape=(8, 8, 1), sigmas=[1.0, 0.3, 0.1], ngf=4)
+    return NCSN(**{**options, **kwargs}).build_for_images()
+
+
+def test_output_shape_and_level_conditioning():
+    model = tiny_model(image_shape=(8, 8, 3))
+    x = tf.constant(RNG.uniform(size=(2, 8, 8, 3)), tf.float32)
+    out = model((x, tf.constant([0, 2])))
+    assert out.shape == (2, 8, 8, 3) and out.dtype == tf.float32
+    same = tf.concat([x[:1], x[:1]], 0)
+    a, b = model((same, tf.constant([0, 1]))).numpy()
+    assert not np.allclose(a, b)
+
+
+def test_scale_by_sigma_divides_the_output():
+    plain, scaled = tiny_model(), tiny_model(scale_by_sigma=True)
+    scaled.set_weights(plain.get_weights())
+    x, y = tf.constant(RNG.uniform(size=(3, 8, 8, 1)), tf.float32), tf.constant([0, 1, 2])
+    expected = plain((x, y)).numpy() / np.array([1.0, 0.3, 0.1])[:, None, None, None]
+    np.testing.assert_allclose(scaled((x, y)).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = tiny_model(scale_by_sigma=True)
+    x, y = tf.constant(RNG.uniform(size=(2, 8, 8, 1)), tf.float32), tf.constant([1, 2])
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, NCSN) and loaded.scale_by_sigma
+    np.testing.assert_allclose(loaded.sigmas.numpy(), [1.0, 0.3, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(loaded((x, y)).numpy(), model((x, y)).numpy(), atol=1e-5)
+
+
+def test_bad_model_arguments():
+    with pytest.raises(ValueError, match="square"):
+        NCSN(image_shape=(8, 6, 1), sigmas=[1.0])
+    with pytest.raises(ValueError, match="sigmas"):
+        NCSN(image_shape=(8, 8, 1), sigmas=[1.0, -1.0])
+
+
+def test_dsm_matches_reference_formula():
+    """The reference computes 1/2 ||s - target||^2 sigma^2, target = -(x~ - x)/sigma^2."""
+    x = RNG.uniform(size=(6, 4, 4, 2)).astype(np.float32)
+    z = RNG.normal(size=x.shape).astype(np.float32)
+    sigmas = np.array([1.0, 0.1, 0.01], np.float32)
+    levels = np.array([0, 1, 2, 2, 1, 0], np.int32)
+    weights = RNG.normal(size=x.shape[1:]).astype(np.float32)
+
+    def score(xt, level):  # any function of (x~, level)
+        return tf.sin(xt) * weights + tf.cast(level, tf.float32)[:, None, None, None]
+
+    used = sigmas[levels][:, None, None, None]
+    perturbed = x + used * z
+    target = -(perturbed - x) / used ** 2
+    s = score(tf.constant(perturbed), tf.constant(levels)).numpy()
+    expected = 0.5 * ((s - target) ** 2).reshape(6, -1).sum(-1) * sigmas[levels] ** 2
+    got = dsm_per_sample(score, tf.constant(x), tf.constant(sigmas), tf.constant(levels),
+                         tf.constant(z)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=2e-4)
+
+
+def test_dsm_is_minimised_by_the_true_perturbed_score():
+    """Data N(mu, s^2): the optimum -(x~ - mu)/(s^2 + sigma^2) scores D/2 * s^2/(s^2 + sigma^2)."""
+    mu, s, n, dims = 0.5, 0.2, 20000, 4
+    sigmas = tf.constant([1.0, 0.1], tf.float32)
+    x = tf.constant(mu + s * RNG.normal(size=(n, 2, 2, 1)), tf.float32)
+    z = tf.constant(RNG.normal(size=(n, 2, 2, 1)), tf.float32)
+
+    def optimal(scale):
+        def score(xt, level):
+            sigma = tf.gather(sigmas, level)[:, None, None, None]
+            return -scale * (xt - mu) / (s ** 2 + sigma ** 2)
+        return score
+
+    for level, sigma in enumerate([1.0, 0.1]):
+        levels = tf.fill([n], level)
+        best = dsm_per_sample(optimal(1.0), x, sigmas, levels, z).numpy().mean()
+        assert best == pytest.approx(dims / 2 * s ** 2 / (s ** 2 + sigma ** 2), rel=0.03)
+        for scale in (0.8, 1.25):
+            assert dsm_per_sample(optimal(scale), x, sigmas, levels, z).numpy().mean() > best
+
+
+def test_training_lowers_the_loss_and_test_step_splits_levels():
+    config = get_config("quick", ["model.ngf=4", "data.image_size=8", "noise.num_levels=3",
+                                  "train.learning_rate=3e-3"])
+    model = compile_model(build_model(config), config.train)
+    images = tf.constant(RNG.uniform(0.4, 0.6, size=(16, 8, 8, 1)), tf.float32)
+    data = tf.data.Dataset.from_tensors(images)
+
+    def heldout():
+        model.seed_generator.state.assign([7, 0])  # same levels and noise every time
+        return model.evaluate(data.repeat(4), return_dict=True, verbose=0)
+
+    before = heldout()
+    model.fit(data.repeat(), steps_per_epoch=40, epochs=1, verbose=0)
+    after = heldout()
+    assert after["loss"] < 0.85 * before["loss"]  # same noise draws: a real decrease
+    totals = [model.level_trackers[i] for i in range(3)]
+    np.testing.assert_allclose(sum(t.count.numpy() for t in totals), model.loss_tracker.count.numpy())
+    np.testing.assert_allclose(sum(t.total.numpy() for t in totals), model.loss_tracker.total.numpy(),
+                               rtol=1e-5)
+    assert all(t.count.numpy() > 0 for t in totals)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_on_cpu(precision):
+    config = get_config("quick", ["model.ngf=4", "data.image_size=8", "noise.num_levels=3",
+                                  f"train.precision={precision}", "train.clip_norm=1"])
+    try:
+        model = compile_model(build_model(config), config.train)
+        assert model.compute_dtype in ("bfloat16", "float16")
+        data = tf.data.Dataset.from_tensors(tf.random.uniform((8, 8, 8, 1))).repeat()
+        history = model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][-1])
+        assert model.score(tf.zeros((1, 8, 8, 1)), tf.zeros((1,), tf.int32)).dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
