@@ -25,6 +25,7 @@ from typing import Callable, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from keras_ncsn.config import CONVENTIONS, INITS, SampleConfig
 from keras_ncsn.errors import ConfigError
@@ -152,14 +153,14 @@ class LangevinSampler:
 
     def __call__(self, x_or_shape: Union[Sequence[int], tf.Tensor, np.ndarray],
                  seed: Union[int, tf.Tensor], *,
-                 levels: tuple[int, int] | None = None):
+                 levels: tuple[int, int] | None = None, progress: bool = False):
         """Samples from `x_or_shape` (a starting batch, or a [B, H, W, C] shape to draw one).
 
-        `levels=(start, stop)` runs only levels start..stop-1 (a progress bar calls it once
-        per level, passing the previous result as x); denoising and clipping happen when
-        stop is the last level. Returns the batch, or (batch, snapshots) when
-        `snapshot_every` > 0, snapshots being the unclipped states [N, B, H, W, C] taken in
-        this call.
+        `levels=(start, stop)` runs only levels start..stop-1 (passing the previous result
+        as x continues it); denoising and clipping happen when stop is the last level.
+        `progress` runs one call per level under a progress bar, with the same result.
+        Returns the batch, or (batch, snapshots) when `snapshot_every` > 0, snapshots being
+        the unclipped states [N, B, H, W, C] taken in this call.
         """
         if isinstance(x_or_shape, (tuple, list, tf.TensorShape)) and all(
                 isinstance(d, (int, np.integer)) for d in x_or_shape):
@@ -169,25 +170,25 @@ class LangevinSampler:
             if x.shape.rank != 4:
                 raise ConfigError(f"x must be a [batch, height, width, channels] batch, "
                                   f"got shape {x.shape}")
-        return self._run(x, seed, levels)
+        return self._run(x, seed, levels, progress=progress)
 
     def inpaint(self, images: Union[np.ndarray, tf.Tensor], mask: Union[np.ndarray, tf.Tensor],
                 seed: Union[int, tf.Tensor], *, x: tf.Tensor | None = None,
-                levels: tuple[int, int] | None = None):
+                levels: tuple[int, int] | None = None, progress: bool = False):
         """Fills the pixels where `mask` is 0 so that they agree with the observed ones (App. B.3).
 
         `images` is [B, H, W, C] in [0, 1]; `mask` (1 = observed) is [B,H,W,C], [B,H,W,1],
         [H,W,C], [H,W,1] or [H,W] and may differ per image. Unobserved pixels start from
         `init`; at level i the observed pixels are replaced by y + sigma_i z after every
-        step, and by y itself at the end, so they come back exactly. `x` and `levels` work
-        as in `__call__` (x = the previous call's result).
+        step, and by y itself at the end, so they come back exactly. `x`, `levels` and
+        `progress` work as in `__call__` (x = the previous call's result).
         """
         observed = check_images(images)
         mask = broadcast_mask(mask, observed.shape)
         if x is None:
             x = tf.where(mask > 0.5, observed, self.init_state(observed.shape, seed))
         return self._run(tf.convert_to_tensor(x, tf.float32), seed, levels,
-                         (tf.constant(observed), tf.constant(mask)))
+                         (tf.constant(observed), tf.constant(mask)), progress)
 
     def compiled_loop(self, inpainting: bool = False) -> tf.types.experimental.PolymorphicFunction:
         """The cached tf.function (x, seed, start, stop[, observed, mask]) -> x[, snapshots]."""
@@ -196,19 +197,25 @@ class LangevinSampler:
         return self._functions[inpainting]
 
     def _run(self, x: tf.Tensor, seed: Union[int, tf.Tensor], levels: tuple[int, int] | None,
-             inpainting: tuple[tf.Tensor, tf.Tensor] | None = None):
+             inpainting: tuple[tf.Tensor, tf.Tensor] | None = None, progress: bool = False):
         start, stop = (0, self.num_levels) if levels is None else _level_range(levels)
         if not 0 <= start < stop <= self.num_levels:
             raise ConfigError(f"levels must satisfy 0 <= start < stop <= {self.num_levels}, "
                               f"got {levels}")
-        function = self.compiled_loop(inpainting is not None)
-        result = function(x, _seed_tensor(seed), tf.constant(start), tf.constant(stop),
-                          *(inpainting or ()))
-        if not self.snapshot_every:
-            return result
-        final, snapshots = result
+        function, seed = self.compiled_loop(inpainting is not None), _seed_tensor(seed)
         T, every = self.steps_per_level, self.snapshot_every
-        return final, snapshots[start * T // every: stop * T // every]
+        spans = [(level, level + 1) for level in range(start, stop)] if progress else \
+            [(start, stop)]
+        snapshots = []
+        with tqdm(spans, desc="noise levels", unit="level", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for first, last in bar:
+                bar.set_postfix(sigma=f"{self.sigmas[first]:.3g}", refresh=False)
+                x = function(x, seed, tf.constant(first), tf.constant(last), *(inpainting or ()))
+                if every:
+                    x, taken = x
+                    snapshots.append(taken[first * T // every: last * T // every])
+        return (x, tf.concat(snapshots, 0)) if every else x
 
     def _build(self, inpainting: bool) -> tf.types.experimental.PolymorphicFunction:
         """Traces the sampling loop once; shapes are dynamic so new batch sizes do not retrace."""
@@ -281,18 +288,25 @@ class AnnealedLangevin(LangevinSampler):
     @classmethod
     def from_config(cls, score_fn: ScoreFn, sigmas: Sequence[float],
                     sample_config: SampleConfig, **overrides) -> "AnnealedLangevin":
-        """Builds a sampler from `sample`; snapshot_every comes from `grid_every` (in steps)."""
-        options = dict(steps_per_level=sample_config.steps_per_level,
-                       step_size=sample_config.step_size, convention=sample_config.convention,
-                       init=sample_config.init, denoise=sample_config.denoise,
-                       clip=sample_config.clip, jit_compile=sample_config.jit_compile,
-                       snapshot_every=sample_config.grid_every)
-        unknown = set(overrides) - set(options)
+        """Builds a sampler from `sample` (see `sample_options`) with keyword `overrides`."""
+        options = sample_options(sample_config)
+        unknown = set(overrides) - set(options) - {"snapshot_every"}
         if unknown:
             raise ConfigError(f"unknown sampler option(s): {', '.join(sorted(unknown))}; "
-                              f"options are {', '.join(options)}")
-        options.update(overrides)
-        return cls(score_fn, sigmas, **options)
+                              f"options are {', '.join(options)}, snapshot_every")
+        return cls(score_fn, sigmas, **{**options, **overrides})
+
+
+def sample_options(sample_config: SampleConfig) -> dict[str, object]:
+    """The `AnnealedLangevin` keywords a `SampleConfig` sets.
+
+    `num_images`, `seed` and `grid_every` (training steps between sample grids) are not
+    sampler settings; snapshots are off unless `snapshot_every` is passed separately.
+    """
+    return dict(steps_per_level=sample_config.steps_per_level,
+                step_size=sample_config.step_size, convention=sample_config.convention,
+                init=sample_config.init, denoise=sample_config.denoise,
+                clip=sample_config.clip, jit_compile=sample_config.jit_compile)
 
 
 class PlainLangevin(LangevinSampler):

@@ -133,6 +133,19 @@ def test_level_by_level_calls_equal_one_full_call():
     assert sample.compiled_loop().experimental_get_tracing_count() == 1
 
 
+def test_progress_bar_runs_level_by_level_with_the_same_result(capsys):
+    sample = sampler(denoise=True, clip=True, snapshot_every=2)
+    full, full_snapshots = sample((4, 4, 4, 1), seed=5)
+    x, snapshots = sample((4, 4, 4, 1), seed=5, progress=True)
+    np.testing.assert_array_equal(x.numpy(), full.numpy())
+    np.testing.assert_array_equal(snapshots.numpy(), full_snapshots.numpy())
+    assert "10/10" in capsys.readouterr().err
+    images = np.full((2, 4, 4, 1), 0.5, np.float32)
+    np.testing.assert_array_equal(
+        sample.inpaint(images, half_mask(4, "top"), seed=1, progress=True)[0].numpy(),
+        sample.inpaint(images, half_mask(4, "top"), seed=1)[0].numpy())
+
+
 def test_denoise_adds_one_noiseless_step_at_the_smallest_sigma():
     score = gaussian_score(std=0.3)
     raw = sampler(score)((3, 4, 4, 1), seed=2)
@@ -247,10 +260,12 @@ def test_bad_levels_are_config_errors():
 
 def test_from_config_takes_sample_settings_and_overrides():
     config = SampleConfig(steps_per_level=7, step_size=1e-4, convention="paper", denoise=True,
-                          grid_every=7)
+                          grid_every=1000)  # training steps between grids: not a sampler option
     sample = AnnealedLangevin.from_config(gaussian_score(), SIGMAS, config, jit_compile=False)
     assert (sample.steps_per_level, sample.denoise, sample.jit_compile) == (7, True, False)
-    assert sample.num_snapshots == 10
+    assert sample.num_snapshots == 0
+    assert AnnealedLangevin.from_config(gaussian_score(), SIGMAS, config,
+                                        snapshot_every=7).num_snapshots == 10
     np.testing.assert_allclose(sample.drift, step_sizes(SIGMAS, 1e-4, "paper")[0], rtol=1e-6)
     with pytest.raises(ConfigError, match="unknown sampler option"):
         AnnealedLangevin.from_config(gaussian_score(), SIGMAS, config, steps=3)
