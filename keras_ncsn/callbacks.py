@@ -1,19 +1,25 @@
-"""Keras callbacks for long DSM runs: atomic checkpoints, progress, step logs, NaN stop."""
+"""Keras callbacks for long DSM runs: atomic checkpoints, progress, step logs, NaN stop,
+sample grids; and `ema_weights`, which lends a model its optimizer's weight averages."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import os
 import re
 import time
+from typing import Iterator
 
 import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+from keras_ncsn.config import SampleConfig
 from keras_ncsn.errors import CheckpointError, TrainingError
+from keras_ncsn.images import save_grid
 from keras_ncsn.io import atomic_path
+from keras_ncsn.sampling import sample_options
 
 _CHECKPOINT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
 
@@ -21,6 +27,31 @@ _CHECKPOINT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
 def global_step(model: keras.Model) -> int:
     """Optimizer steps taken so far: the one step counter that survives a resume."""
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+@contextlib.contextmanager
+def ema_weights(model: keras.Model) -> Iterator[keras.Model]:
+    """Within the block the model's trainable weights are its optimizer's moving averages.
+
+    For sampling in the middle of training, where the model holds the raw weights. The
+    raw weights come back when the block ends, so training continues unchanged. Nothing
+    is swapped unless the optimizer keeps averages (`use_ema`) and has taken a step (before
+    the first step the averages are zeros). After `fit` ends and after `load_run`, the
+    weights already are the averages and the swap leaves them as they are.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if (optimizer is None or not optimizer.use_ema or not optimizer.built
+            or int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0):
+        yield model
+        return
+    variables = model.trainable_variables
+    raw = [keras.ops.convert_to_numpy(v) for v in variables]
+    optimizer.finalize_variable_values(variables)
+    try:
+        yield model
+    finally:
+        for variable, value in zip(variables, raw):
+            variable.assign(value)
 
 
 def list_checkpoints(folder: str) -> list[tuple[int, str]]:
@@ -149,3 +180,36 @@ class ProgressAndLog(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.bar.close()
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes a PNG grid of samples, `folder/grid-STEP.png`, every `every` training steps.
+
+    `every` 0 writes none during training; `write` makes one at any time (`train` calls it
+    when training ends). Samples use the EMA weights when the optimizer keeps them and
+    the same seed every time, so successive grids show how the same chains improve.
+    """
+
+    def __init__(self, folder: str, sample_config: SampleConfig, every: int):
+        super().__init__()
+        self.folder, self.sample_config, self.every = folder, sample_config, every
+        self.written_step: int | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if self.every and step % self.every == 0:
+            self.write(step)
+
+    def write(self, step: int, progress: bool = False) -> str:
+        """Samples `sample_config.num_images` images and writes their grid; returns its path.
+
+        A second call for the same step reuses the grid: the EMA weights are the same.
+        """
+        path = os.path.join(self.folder, f"grid-{step:08d}.png")
+        if step != self.written_step:
+            config = self.sample_config
+            images = self.model.sample(config.num_images, seed=config.seed, progress=progress,
+                                       **sample_options(config))
+            save_grid(images, path)
+            self.written_step = step
+        return path

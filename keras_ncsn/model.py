@@ -1,18 +1,23 @@
-"""The noise-conditional score network (CondRefineNetDilated) and its DSM training step."""
+"""The noise-conditional score network (CondRefineNetDilated), its DSM training step and
+its sampling conveniences."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Sequence, Union
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ncsn.config import Config, TrainConfig
+from keras_ncsn.callbacks import ema_weights
+from keras_ncsn.config import Config, SampleConfig, TrainConfig
+from keras_ncsn.errors import ConfigError
 from keras_ncsn.layers import (ConditionalInstanceNormPlus, ConditionalResidualBlock,
                                RefineBlock, conv2d)
 from keras_ncsn.losses import dsm_per_sample
 from keras_ncsn.noise import get_sigmas
+from keras_ncsn.sampling import AnnealedLangevin, check_images
 
 
 @keras.saving.register_keras_serializable(package="keras_ncsn")
@@ -24,6 +29,7 @@ class NCSN(keras.Model):
     `scale_by_sigma` the output is net(x)/sigma (NCSNv2's parameterisation).
     `train_step` draws one noise level per sample and minimises the sigma^2-weighted
     denoising score matching loss; `test_step` reports it overall and per level.
+    `sample` and `inpaint` run annealed Langevin dynamics with the model's score.
     """
 
     def __init__(self, image_shape: Sequence[int], sigmas: Sequence[float], ngf: int = 64,
@@ -66,6 +72,7 @@ class NCSN(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.level_trackers = [keras.metrics.Mean(name=f"loss_level_{i}")
                                for i in range(self.num_levels)]
+        self._samplers: dict[tuple, AnnealedLangevin] = {}
 
     def call(self, inputs, training=None):
         x, y = inputs
@@ -93,8 +100,57 @@ class NCSN(keras.Model):
         return self
 
     def score(self, x: tf.Tensor, level_index: tf.Tensor) -> tf.Tensor:
-        """The score s_theta(x, sigma_level) in float32 (a `score_fn` for the samplers)."""
+        """The score s_theta(x, sigma_level) in float32 (a `score_fn` for the samplers).
+
+        x gets the static shape [B, H, W, C] of the model's images, which the layers need
+        and a sampler's shape-polymorphic loop does not give.
+        """
+        x = tf.ensure_shape(x, [None, *self.image_shape])
         return tf.cast(self((x, level_index), training=False), tf.float32)
+
+    # Sampling ---------------------------------------------------------------------------
+
+    def sampler(self, **options) -> AnnealedLangevin:
+        """The annealed Langevin sampler of this model for `options`, built once and reused.
+
+        `options` are `AnnealedLangevin`'s keywords (steps_per_level, step_size, convention,
+        init, denoise, clip, jit_compile, snapshot_every); unset ones take `SampleConfig`'s
+        defaults. One sampler, and so one traced (compiled) loop, per distinct option set:
+        new seeds, batch sizes and weights reuse it.
+        """
+        key = tuple(sorted(options.items()))
+        if key not in self._samplers:
+            sigmas = keras.ops.convert_to_numpy(self.sigmas)
+            self._samplers[key] = AnnealedLangevin.from_config(self.score, sigmas,
+                                                               SampleConfig(), **options)
+        return self._samplers[key]
+
+    def sample(self, num_images: int, seed: Union[int, tf.Tensor] = 0, *, ema: bool = True,
+               progress: bool = False, **options):
+        """`num_images` samples [N, H, W, C] in [0, 1] (with `clip`), drawn from `seed`.
+
+        Uses the optimizer's EMA weights when it keeps them and `ema` (see `ema_weights`).
+        `progress` shows a bar over noise levels; `options` go to `sampler`. Returns
+        (images, snapshots) when `snapshot_every` > 0.
+        """
+        sampler = self.sampler(**options)
+        with ema_weights(self) if ema else contextlib.nullcontext():
+            return sampler((int(num_images), *self.image_shape), seed, progress=progress)
+
+    def inpaint(self, images, mask, seed: Union[int, tf.Tensor] = 0, *, ema: bool = True,
+                progress: bool = False, **options):
+        """Fills the pixels of `images` [N, H, W, C] in [0, 1] where `mask` is 0 (App. B.3).
+
+        `mask` (1 = observed) is [N,H,W,C], [N,H,W,1], [H,W,C], [H,W,1] or [H,W]; observed
+        pixels come back exactly. EMA, `progress` and `options` work as in `sample`.
+        """
+        images = check_images(images)
+        if images.shape[1:] != self.image_shape:
+            raise ConfigError(f"images of shape {images.shape[1:]} do not fit the model, "
+                              f"which takes {self.image_shape}")
+        sampler = self.sampler(**options)
+        with ema_weights(self) if ema else contextlib.nullcontext():
+            return sampler.inpaint(images, mask, seed, progress=progress)
 
     # Training ---------------------------------------------------------------------------
 
