@@ -6,6 +6,7 @@ Layout of a run folder:
     logs/train.csv              step, loss, steps/s per logging chunk
     logs/tensorboard/           TensorBoard scalars
     heldout_loss.json           held-out DSM loss, overall and per noise level
+    samples/grid-STEP.png       sample grids: every sample.grid_every steps and at the end
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_ncsn.callbacks import (AtomicCheckpoint, ProgressAndLog, RaiseOnNaN, StopAtStep,
-                                  global_step, list_checkpoints, restore_latest)
+from keras_ncsn.callbacks import (AtomicCheckpoint, ProgressAndLog, RaiseOnNaN, SampleGrid,
+                                  StopAtStep, global_step, list_checkpoints, restore_latest)
 from keras_ncsn.config import CONFIG_FILE, Config, load_config, save_config
 from keras_ncsn.data import make_datasets
 from keras_ncsn.errors import CheckpointError, ConfigError
@@ -50,6 +51,10 @@ class RunPaths:
     @property
     def heldout(self) -> str:
         return os.path.join(self.root, HELDOUT_FILE)
+
+    @property
+    def samples(self) -> str:
+        return os.path.join(self.root, "samples")
 
 
 def _flatten(config: Config) -> dict[str, Any]:
@@ -89,6 +94,7 @@ class TrainResult:
     start_step: int
     final_step: int
     heldout: dict[str, Any]
+    grid: str
 
 
 def train(config: Config, out_dir: str, *, progress: bool = True,
@@ -114,6 +120,8 @@ def train(config: Config, out_dir: str, *, progress: bool = True,
     start = restore_latest(model, paths.checkpoints)
     if start:
         log(f"resuming from step {start} ({paths.checkpoints})")
+    grid = SampleGrid(paths.samples, config.sample, config.sample.grid_every)
+    grid.set_model(model)
     if start < train_cfg.steps:
         chunk = min(train_cfg.log_every, train_cfg.steps)
         model.fit(
@@ -128,6 +136,7 @@ def train(config: Config, out_dir: str, *, progress: bool = True,
                                show=progress),
                 keras.callbacks.TensorBoard(os.path.join(paths.logs, "tensorboard"),
                                             update_freq="epoch"),
+                grid,
             ])
     else:
         log(f"run already trained to step {start} (train.steps={train_cfg.steps}); "
@@ -136,7 +145,10 @@ def train(config: Config, out_dir: str, *, progress: bool = True,
     heldout = heldout_loss(model, eval_data, train_cfg.eval_draws)
     heldout["step"] = global_step(model)
     atomic_write_text(paths.heldout, json.dumps(heldout, indent=2) + "\n")
-    return TrainResult(model, paths, start, global_step(model), heldout)
+    log(f"sampling {config.sample.num_images} images for the sample grid")
+    grid_path = grid.write(global_step(model), progress=progress)
+    log(f"sample grid: {grid_path}")
+    return TrainResult(model, paths, start, global_step(model), heldout, grid_path)
 
 
 def use_ema_weights(model: NCSN) -> None:

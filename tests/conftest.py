@@ -13,7 +13,8 @@ from keras_ncsn.config import Config, get_config  # noqa: E402
 # A few training steps of a narrow model on the embedded digits: fast but the real code path.
 TINY = ["model.ngf=4", "train.batch_size=8", "train.steps=4", "train.log_every=2",
         "train.checkpoint_every=2", "data.max_train_images=64", "data.eval_images=16",
-        "train.eval_draws=1", "noise.num_levels=3"]
+        "train.eval_draws=1", "noise.num_levels=3", "sample.steps_per_level=2",
+        "sample.num_images=4", "sample.jit_compile=false"]
 
 
 @pytest.fixture
