@@ -21,8 +21,9 @@ def atomic_path(path: str, is_dir: bool = False) -> Iterator[str]:
     if is_dir:
         tmp = tempfile.mkdtemp(prefix=f".tmp-{base}-", dir=folder)
     else:
-        handle, tmp = tempfile.mkstemp(prefix=f".tmp-{base}-",
-                                       suffix=os.path.splitext(base)[1], dir=folder)
+        # Keep the whole extension (".weights.h5"): some writers check the file name.
+        suffix = base[base.index("."):] if "." in base else ""
+        handle, tmp = tempfile.mkstemp(prefix=f".tmp-{base}-", suffix=suffix, dir=folder)
         os.close(handle)
     try:
         yield tmp

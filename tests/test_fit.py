@@ -21,7 +21,7 @@ TINY_ARGS = [arg for item in TINY for arg in ("--set", item)]
 
 
 def run_fit(capsys, *args: str) -> tuple[int, str, str]:
-    code = fit.main(["--no-progress", *TINY_ARGS, *args])
+    code = fit.run_main(fit.main, ["--no-progress", *TINY_ARGS, *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
