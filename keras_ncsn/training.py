@@ -157,16 +157,26 @@ def use_ema_weights(model: NCSN) -> None:
         model.optimizer.finalize_variable_values(model.trainable_variables)
 
 
-def load_run(run_dir: str, *, ema: bool = True) -> tuple[Config, NCSN, int]:
-    """Config, model (EMA weights when the run kept them and `ema`) and step of a run folder."""
+def check_run(run_dir: str) -> Config:
+    """The config of a run folder that has a checkpoint; CheckpointError or ConfigError if not.
+
+    Cheap (builds no model), so scripts can check a run and their other inputs first.
+    """
     if not os.path.isdir(run_dir):
         raise CheckpointError(f"run folder {run_dir} does not exist")
     config = load_config(run_dir)
+    checkpoints = RunPaths(run_dir).checkpoints
+    if not list_checkpoints(checkpoints):
+        raise CheckpointError(f"run folder {run_dir} has no checkpoint yet "
+                              f"(expected {checkpoints}/ckpt-*.weights.h5)")
+    return config
+
+
+def load_run(run_dir: str, *, ema: bool = True) -> tuple[Config, NCSN, int]:
+    """Config, model (EMA weights when the run kept them and `ema`) and step of a run folder."""
+    config = check_run(run_dir)
     model = compile_model(build_model(config), config.train)
     step = restore_latest(model, RunPaths(run_dir).checkpoints)
-    if step == 0:
-        raise CheckpointError(f"run folder {run_dir} has no checkpoint yet "
-                              f"(expected {RunPaths(run_dir).checkpoints}/ckpt-*.weights.h5)")
     if ema:
         use_ema_weights(model)
     return config, model, step
