@@ -1,0 +1,121 @@
+"""Sample images from a trained run by annealed Langevin dynamics (EMA weights if kept).
+
+Examples:
+    python scripts/sample.py runs/quick                      # RUN/samples/grid.png, samples.npz
+    python scripts/sample.py runs/quick --num-images 16 --seed 3 --out /tmp/s
+    python scripts/sample.py runs/quick --strip 30 --gif     # + noise-to-image evolution
+    python scripts/sample.py runs/quick --set sample.convention=paper --set sample.step_size=4e-5
+Writes grid.png and samples.npz (images float32 [N, H, W, C] in [0, 1], seed, step and the
+sample config as JSON); with --strip K, strip.png (one row per image, the state every K
+Langevin steps from the initial noise to the result); with --gif, evolution.gif.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from typing import Sequence
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
+
+quiet_tensorflow()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by fit.py")
+    parser.add_argument("--num-images", type=int,
+                        help="shortcut for --set sample.num_images=N (default: the run's)")
+    parser.add_argument("--seed", type=int, help="shortcut for --set sample.seed=S")
+    parser.add_argument("--steps-per-level", type=int,
+                        help="shortcut for --set sample.steps_per_level=T")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="sample.KEY=VALUE", help="override a sample setting (repeatable)")
+    parser.add_argument("--out", help="output folder (default: RUN_DIR/samples)")
+    parser.add_argument("--strip", type=int, metavar="K",
+                        help="also write strip.png with the state every K Langevin steps")
+    parser.add_argument("--gif", action="store_true",
+                        help="also write evolution.gif (frames every K steps of --strip, "
+                             "else one per noise level)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def sample_overrides(args: argparse.Namespace) -> list[str]:
+    """The --set assignments plus the shortcut flags; only sample.* settings may change."""
+    from keras_ncsn.errors import ConfigError
+
+    overrides = list(args.overrides)
+    for key, value in (("sample.num_images", args.num_images), ("sample.seed", args.seed),
+                       ("sample.steps_per_level", args.steps_per_level)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    for item in overrides:
+        if not item.strip().startswith("sample."):
+            raise ConfigError(f"only sample settings can change when sampling "
+                              f"(--set sample.KEY=VALUE), got {item!r}")
+    return overrides
+
+
+def evolution(initial: np.ndarray, snapshots: np.ndarray, final: np.ndarray) -> np.ndarray:
+    """[S, N, H, W, C]: the initial noise, the snapshots, and the result if it differs from
+    the last snapshot (after the denoising step, or when the steps are not a multiple of K)."""
+    frames = [initial[None], snapshots]
+    if not np.array_equal(np.clip(snapshots[-1], 0, 1), final):
+        frames.append(final[None])
+    return np.concatenate(frames)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from keras_ncsn.config import override
+    from keras_ncsn.errors import ConfigError
+    from keras_ncsn.images import save_gif, save_grid, save_strip
+    from keras_ncsn.io import atomic_path
+    from keras_ncsn.sampling import sample_options
+    from keras_ncsn.training import RunPaths, check_run, load_run
+
+    overrides = sample_overrides(args)
+    if args.strip is not None and args.strip < 1:
+        raise ConfigError(f"--strip K needs K >= 1 (Langevin steps between columns), "
+                          f"got {args.strip}")
+    config = check_run(args.run_dir)
+    sample = override(config, overrides).sample
+    _, model, step = load_run(args.run_dir)
+    snapshot_every = args.strip or (sample.steps_per_level if args.gif else 0)
+    options = {**sample_options(sample), "snapshot_every": snapshot_every}
+    out = args.out or RunPaths(args.run_dir).samples
+    print(f"sampling {sample.num_images} images from {os.path.abspath(args.run_dir)} at step "
+          f"{step}: {config.noise.num_levels} noise levels x {sample.steps_per_level} steps "
+          f"(seed {sample.seed})")
+    result = model.sample(sample.num_images, seed=sample.seed,
+                          progress=not args.no_progress, **options)
+    images, snapshots = result if snapshot_every else (result, None)
+    images = images.numpy()
+    written = [save_grid(images, os.path.join(out, "grid.png"))]
+    npz = os.path.join(out, "samples.npz")
+    with atomic_path(npz) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, seed=sample.seed, step=step,
+                 sample_config=json.dumps(asdict(sample), sort_keys=True))
+    written.append(npz)
+    if snapshot_every:
+        initial = model.sampler(**options).init_state(images.shape, sample.seed).numpy()
+        frames = evolution(initial, snapshots.numpy(), images)
+        if args.strip:
+            written.append(save_strip(frames, os.path.join(out, "strip.png")))
+        if args.gif:
+            written.append(save_gif(frames, os.path.join(out, "evolution.gif")))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
