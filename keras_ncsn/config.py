@@ -19,6 +19,9 @@ from keras_ncsn.io import atomic_write_text
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 CONVENTIONS = ("paper", "reference_code")
 INITS = ("uniform", "gaussian")
+# Training objectives: denoising score matching, sliced score matching, and its
+# variance-reduced form (keras_ncsn.losses; README "Reproducing the paper").
+OBJECTIVES = ("dsm", "ssm", "ssm_vr")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -90,8 +93,14 @@ class NoiseConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser, schedule, checkpointing and numerics of DSM training."""
+    """Objective, optimiser, schedule, checkpointing and numerics of training.
 
+    `objective` "dsm" is the paper's denoising score matching; "ssm" / "ssm_vr" is sliced
+    score matching (plain / variance-reduced, Gaussian projections) of the data perturbed
+    at each sample's noise level, weighted by sigma^2 like DSM.
+    """
+
+    objective: str = "dsm"
     batch_size: int = 128
     steps: int = 200_000
     learning_rate: float = 1e-3
@@ -107,6 +116,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check(self.objective in OBJECTIVES,
+               f"train.objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         _check(self.batch_size > 0, "train.batch_size must be > 0")
         _check(self.steps > 0, "train.steps must be > 0")
         _check(self.learning_rate > 0, "train.learning_rate must be > 0")

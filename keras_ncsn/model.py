@@ -11,11 +11,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ncsn.callbacks import ema_weights
-from keras_ncsn.config import Config, SampleConfig, TrainConfig
+from keras_ncsn.config import OBJECTIVES, Config, SampleConfig, TrainConfig
 from keras_ncsn.errors import ConfigError
 from keras_ncsn.layers import (ConditionalInstanceNormPlus, ConditionalResidualBlock,
                                RefineBlock, conv2d)
-from keras_ncsn.losses import dsm_per_sample
+from keras_ncsn.losses import annealed_ssm_per_sample, dsm_per_sample, random_projections
 from keras_ncsn.noise import get_sigmas
 from keras_ncsn.sampling import AnnealedLangevin, check_images
 
@@ -28,13 +28,20 @@ class NCSN(keras.Model):
     the sigma table, which the model holds as a non-trainable weight. With
     `scale_by_sigma` the output is net(x)/sigma (NCSNv2's parameterisation).
     `train_step` draws one noise level per sample and minimises the sigma^2-weighted
-    denoising score matching loss; `test_step` reports it overall and per level.
+    `objective`: denoising score matching ("dsm", the paper's), or sliced score matching
+    ("ssm", "ssm_vr") of the data perturbed at that level (Gaussian projections; its
+    expectation is the DSM loss minus D/2, see `annealed_ssm_per_sample`). `test_step`
+    reports the loss overall and per level.
     `sample` and `inpaint` run annealed Langevin dynamics with the model's score.
     """
 
     def __init__(self, image_shape: Sequence[int], sigmas: Sequence[float], ngf: int = 64,
-                 scale_by_sigma: bool = False, seed: int = 0, **kwargs):
+                 scale_by_sigma: bool = False, seed: int = 0, objective: str = "dsm",
+                 **kwargs):
         super().__init__(**kwargs)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        self.objective = objective
         self.image_shape = tuple(int(d) for d in image_shape)
         height, width, channels = self.image_shape
         if height != width or height % 2 or height < 4:
@@ -158,19 +165,27 @@ class NCSN(keras.Model):
     def metrics(self):
         return [self.loss_tracker, *self.level_trackers]
 
-    def _dsm(self, data, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Per-sample DSM losses with one uniformly drawn noise level per sample."""
+    def _objective(self, data, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Per-sample losses of `objective` with one uniformly drawn noise level per sample."""
         x = tf.cast(data[0] if isinstance(data, (tuple, list)) else data, tf.float32)
         levels = keras.random.randint((tf.shape(x)[0],), 0, self.num_levels,
                                       seed=self.seed_generator, dtype="int32")
         noise = keras.random.normal(tf.shape(x), seed=self.seed_generator)
-        per_sample = dsm_per_sample(lambda xt, y: self((xt, y), training=training),
-                                    x, self.sigmas, levels, noise)
+
+        def score_fn(xt: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+            return self((xt, y), training=training)
+
+        if self.objective == "dsm":
+            per_sample = dsm_per_sample(score_fn, x, self.sigmas, levels, noise)
+        else:
+            projections = random_projections(tf.shape(x), "gaussian", self.seed_generator)
+            per_sample = annealed_ssm_per_sample(score_fn, x, self.sigmas, levels, noise,
+                                                 projections, self.objective == "ssm_vr")
         return tf.reduce_mean(per_sample), per_sample, levels
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            loss, _, _ = self._dsm(data, training=True)
+            loss, _, _ = self._objective(data, training=True)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
@@ -178,7 +193,7 @@ class NCSN(keras.Model):
         return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
-        loss, per_sample, levels = self._dsm(data, training=False)
+        loss, per_sample, levels = self._objective(data, training=False)
         self.loss_tracker.update_state(per_sample)
         for i, tracker in enumerate(self.level_trackers):
             tracker.update_state(per_sample, sample_weight=tf.cast(tf.equal(levels, i), tf.float32))
@@ -187,7 +202,8 @@ class NCSN(keras.Model):
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape),
                 "sigmas": [float(s) for s in keras.ops.convert_to_numpy(self.sigmas)],
-                "ngf": self.ngf, "scale_by_sigma": self.scale_by_sigma, "seed": self.seed}
+                "ngf": self.ngf, "scale_by_sigma": self.scale_by_sigma, "seed": self.seed,
+                "objective": self.objective}
 
 
 def build_model(config: Config) -> NCSN:
@@ -195,7 +211,7 @@ def build_model(config: Config) -> NCSN:
     keras.mixed_precision.set_global_policy(config.train.precision)
     return NCSN(config.image_shape, get_sigmas(config.noise), ngf=config.model.ngf,
                 scale_by_sigma=config.model.scale_by_sigma, seed=config.train.seed,
-                name="ncsn").build_for_images()
+                objective=config.train.objective, name="ncsn").build_for_images()
 
 
 def make_optimizer(train: TrainConfig) -> keras.optimizers.Optimizer:

@@ -40,6 +40,8 @@ def test_overrides_convert_types():
     assert config.train.learning_rate == 2e-4
     assert config.data.random_flip is True
     assert config.sample.convention == "paper" and config.data.data_dir == "/some/where"
+    assert PRESETS["quick"].train.objective == "dsm"
+    assert get_config("quick", ["train.objective=ssm"]).train.objective == "ssm"
     assert PRESETS["quick"].train.steps != 12  # presets are not modified
 
 
@@ -56,6 +58,7 @@ def test_overrides_convert_types():
     ("noise.sigma_begin=0.001", "sigma_begin must be >= noise.sigma_end"),
     ("data.image_size=27", "even number"),
     ("sample.convention=other", "sample.convention must be one of"),
+    ("train.objective=nce", "train.objective must be one of dsm, ssm, ssm_vr"),
 ])
 def test_bad_overrides_name_the_problem(assignment, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("(", r"\(")):

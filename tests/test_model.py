@@ -60,6 +60,30 @@ def test_bad_model_arguments():
         NCSN(image_shape=(8, 6, 1), sigmas=[1.0])
     with pytest.raises(ValueError, match="sigmas"):
         NCSN(image_shape=(8, 8, 1), sigmas=[1.0, -1.0])
+    with pytest.raises(ValueError, match="objective"):
+        NCSN(image_shape=(8, 8, 1), sigmas=[1.0], objective="nce")
+
+
+def test_build_model_takes_the_objective_and_saves_it_in_its_config():
+    config = get_config("quick", ["model.ngf=2", "data.image_size=4", "noise.num_levels=2",
+                                  "train.objective=ssm_vr"])
+    model = build_model(config)
+    assert model.objective == "ssm_vr"
+    assert NCSN.from_config(model.get_config()).objective == "ssm_vr"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["ssm", "ssm_vr"])
+def test_sliced_score_matching_trains_the_image_model(objective):
+    """train.objective=ssm(_vr): finite losses in fit and evaluate, split per level."""
+    config = get_config("quick", ["model.ngf=2", "data.image_size=4", "noise.num_levels=2",
+                                  f"train.objective={objective}"])
+    model = compile_model(build_model(config), config.train)
+    data = tf.data.Dataset.from_tensors(tf.random.uniform((8, 4, 4, 1)))
+    history = model.fit(data.repeat(), steps_per_epoch=2, epochs=1, verbose=0)
+    result = model.evaluate(data, return_dict=True, verbose=0)
+    assert np.isfinite(history.history["loss"][-1]) and np.isfinite(result["loss"])
+    assert set(result) == {"loss", "loss_level_0", "loss_level_1"}
 
 
 def test_dsm_matches_reference_formula():
