@@ -298,7 +298,9 @@ QUICK = Config(
     # No XLA for sampling: on a 2-core CPU compiling the loop took twice as long as tracing
     # it (34 s vs 16 s) and the compiled steps were no faster (16 images: 92 vs 89 s per
     # 1000 steps), so each grid would only wait longer. Keep XLA on GPUs (the default).
-    sample=SampleConfig(num_images=64, steps_per_level=30, step_size=2e-5,
+    # step_size scales with sigma_L^2 so that a_i / sigma_i^2 = 0.2 per step as in the paper
+    # (2e-5 at sigma_L = 0.01); with 2e-5 here, 30 steps a level leave visible noise.
+    sample=SampleConfig(num_images=64, steps_per_level=30, step_size=8e-5,
                         convention="reference_code", denoise=True, jit_compile=False),
 )
 
