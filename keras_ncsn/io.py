@@ -27,6 +27,10 @@ def atomic_path(path: str, is_dir: bool = False) -> Iterator[str]:
         os.close(handle)
     try:
         yield tmp
+        # mkstemp/mkdtemp create private entries; give the result the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
         if is_dir and os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
