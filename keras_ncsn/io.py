@@ -31,9 +31,13 @@ def atomic_path(path: str, is_dir: bool = False) -> Iterator[str]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, (0o777 if is_dir else 0o666) & ~umask)
-        if is_dir and os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if is_dir and os.path.isdir(path):  # a folder can't be replaced in one rename:
+            old = tempfile.mkdtemp(prefix=f".old-{base}-", dir=folder)  # move it aside first
+            os.replace(path, os.path.join(old, base))
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
