@@ -412,7 +412,7 @@ class Fig1Result:
         return stats
 
 
-def fig1_experiment(data: DataConfig, seed: int = 0, steps: int = 500, batch_size: int = 32,
+def fig1_experiment(data: DataConfig, seed: int = 0, steps: int = 400, batch_size: int = 32,
                     learning_rate: float = 1e-3, noise_std: float = 0.01, filters: int = 32,
                     blocks: int = 2, objective: str = "ssm_vr",
                     tail_fraction: float = 0.25) -> Fig1Result:

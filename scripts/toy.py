@@ -26,7 +26,8 @@ from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
 quiet_tensorflow()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_IMAGES = os.path.join(REPO, os.pardir, "shared", "data", "cifar10_jpeg_10k.npz")
+DEFAULT_IMAGES = os.path.normpath(os.path.join(REPO, os.pardir, "shared", "data",
+                                               "cifar10_jpeg_10k.npz"))
 STEMS = {"fig1": "fig1_ssm_loss", "fig2": "fig2_scores", "fig3": "fig3_langevin"}
 HEAVY = 1  # index of the (5, 5) mode, weight 4/5, in the mixture's means
 
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                            "CIFAR-10 subset)")
     fig1.add_argument("--image-size", type=int, default=32, help="image size (default: 32)")
     fig1.add_argument("--channels", type=int, default=3, help="1 or 3 (default: 3)")
-    fig1.add_argument("--steps", type=int, default=500, help="steps per curve (default: 500)")
+    fig1.add_argument("--steps", type=int, default=400, help="steps per curve (default: 400)")
     fig1.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
     fig1.add_argument("--noise-std", type=float, default=0.01,
                       help="std of the noise of the second curve (default: 0.01)")
@@ -147,11 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = args.out or os.path.join(*(("runs", "toy") if args.quick else ("docs", "figures")))
     os.makedirs(out, exist_ok=True)
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     numbers = {"fig1": run_fig1, "fig2": run_fig2, "fig3": run_fig3}[args.command](args, out)
     report = {"command": ["scripts/toy.py", *(sys.argv[1:] if argv is None else argv)],
               "quick": args.quick, "seed": args.seed, **numbers,
-              "wall_time_s": round(time.time() - start, 1)}
+              "wall_time_s": round(time.time() - start, 1),
+              "cpu_time_s": round(time.process_time() - cpu_start, 1)}
     path = os.path.join(out, STEMS[args.command] + ".json")
     atomic_write_text(path, json.dumps(report, indent=1) + "\n")
     print(f"wrote {os.path.join(out, STEMS[args.command])}.png and .json "
