@@ -51,13 +51,17 @@ def _interpolation_matrix(size_out: int, size_in: int) -> np.ndarray:
 
 
 def resize_bilinear_align_corners(x: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
-    """Bilinear resize with align_corners=True as two small matmuls (XLA/ONNX friendly)."""
+    """Bilinear resize with align_corners=True as two small matmuls (XLA/ONNX friendly).
+
+    Two einsums with lower-case indices: tf2onnx 1.17 lower-cases einsum equations, which
+    turned the one-call form "Hh,bhwc,Ww->bHWc" into a wrong diagonal.
+    """
     height, width = int(x.shape[1]), int(x.shape[2])
     if (height, width) == tuple(size):
         return x
     rows = tf.constant(_interpolation_matrix(size[0], height), dtype=x.dtype)
     cols = tf.constant(_interpolation_matrix(size[1], width), dtype=x.dtype)
-    return tf.einsum("Hh,bhwc,Ww->bHWc", rows, x, cols)
+    return tf.einsum("jw,biwc->bijc", cols, tf.einsum("ih,bhwc->biwc", rows, x))
 
 
 def _build_all(layers: Sequence[keras.layers.Layer], shape) -> None:
