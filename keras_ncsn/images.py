@@ -2,21 +2,24 @@
 
 Images are float batches [N, H, W, C] in [0, 1] with C = 1 (written as grayscale) or 3
 (RGB); values outside [0, 1], as in unclipped Langevin snapshots, are clipped for display.
-Every file is written atomically.
+Every file is written atomically. NumPy and PIL only (no TensorFlow), so that the ONNX Runtime
+sampler can write grids; tensors work wherever arrays do.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from keras_ncsn.io import atomic_path
 
-Array = Union[np.ndarray, tf.Tensor]
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+Array = Union[np.ndarray, "tf.Tensor"]
 PAD_VALUE = 1.0  # white lines between images: visible around MNIST's black background
 
 

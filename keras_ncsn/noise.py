@@ -1,13 +1,51 @@
-"""Noise levels: the sigma table sigma_1 > ... > sigma_L shared by training and sampling."""
+"""Noise levels: the sigma table sigma_1 > ... > sigma_L shared by training and sampling, and
+the Langevin step sizes per level. NumPy only (no TensorFlow), so that the ONNX Runtime sampler
+(`keras_ncsn.onnx_runtime`) uses the same conventions."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
-from keras_ncsn.config import NoiseConfig
+from keras_ncsn.config import CONVENTIONS, NoiseConfig
+from keras_ncsn.errors import ConfigError
 
 
 def get_sigmas(config: NoiseConfig) -> np.ndarray:
     """Geometric sequence from sigma_begin down to sigma_end (float32, length num_levels)."""
     return np.exp(np.linspace(np.log(config.sigma_begin), np.log(config.sigma_end),
                               config.num_levels)).astype(np.float32)
+
+
+def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
+    """The sigma table as float64; ConfigError unless 1-D, positive and strictly descending."""
+    table = np.asarray(sigmas, dtype=np.float64)
+    if table.ndim != 1 or table.size == 0:
+        raise ConfigError(f"sigmas must be a non-empty 1-D sequence, got shape {table.shape}")
+    if not np.all(np.isfinite(table)) or np.any(table <= 0):
+        raise ConfigError(f"sigmas must be finite and > 0, got {table.tolist()}")
+    if np.any(np.diff(table) >= 0):
+        raise ConfigError(f"sigmas must be strictly descending (sigma_1 > ... > sigma_L), "
+                          f"got {table.tolist()}")
+    return table
+
+
+def step_sizes(sigmas: Sequence[float], step_size: float,
+               convention: str = "reference_code") -> tuple[np.ndarray, np.ndarray]:
+    """Per-level (drift coefficient, noise std) of x <- x + drift * s + noise_std * z.
+
+    The one place the two conventions are written down: with alpha_i = step_size *
+    (sigma_i / sigma_L)^2, "paper" is (alpha_i / 2, sqrt(alpha_i)) and "reference_code" is
+    (alpha_i, sqrt(2 alpha_i)). A single level gives plain Langevin with alpha = step_size.
+    """
+    table = check_sigmas(sigmas)
+    if not step_size > 0:
+        raise ConfigError(f"step_size must be > 0, got {step_size}")
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"convention must be one of {', '.join(CONVENTIONS)}, "
+                          f"got {convention!r}")
+    alpha = step_size * (table / table[-1]) ** 2
+    if convention == "paper":
+        return alpha / 2, np.sqrt(alpha)
+    return alpha, np.sqrt(2 * alpha)

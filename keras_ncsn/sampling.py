@@ -4,7 +4,8 @@ Nothing here knows the model: a sampler takes `score_fn(x, level_index) -> score
 float32 [B, H, W, C] batch and level_index an int32 [B] index into the sigma table
 sigma_1 > ... > sigma_L, so trained networks, exported models and analytic scores all work.
 
-Step-size conventions (see `step_sizes`), with alpha_i = step_size * (sigma_i / sigma_L)^2:
+Step-size conventions (see `keras_ncsn.noise.step_sizes`), with
+alpha_i = step_size * (sigma_i / sigma_L)^2:
   "paper":          x <- x + alpha_i / 2 * s + sqrt(alpha_i) z
   "reference_code": x <- x + alpha_i * s + sqrt(2 alpha_i) z   (the authors' code; default)
 so "paper" with step_size 2e is the same sampler as "reference_code" with step_size e.
@@ -27,8 +28,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from keras_ncsn.config import CONVENTIONS, INITS, SampleConfig
+from keras_ncsn.config import INITS, SampleConfig
 from keras_ncsn.errors import ConfigError
+from keras_ncsn.noise import check_sigmas, step_sizes
 
 ScoreFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 Size = Union[int, Sequence[int]]
@@ -44,39 +46,6 @@ def _key(seed: tf.Tensor, stream: int, counter: tf.Tensor) -> tf.Tensor:
     base = tf.stack([tf.cast(seed, tf.int64), tf.constant(stream, tf.int64)])
     return tf.random.experimental.stateless_fold_in(base, tf.cast(counter, tf.int64),
                                                     alg=_RNG_ALG)
-
-
-def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
-    """The sigma table as float64; ConfigError unless 1-D, positive and strictly descending."""
-    table = np.asarray(sigmas, dtype=np.float64)
-    if table.ndim != 1 or table.size == 0:
-        raise ConfigError(f"sigmas must be a non-empty 1-D sequence, got shape {table.shape}")
-    if not np.all(np.isfinite(table)) or np.any(table <= 0):
-        raise ConfigError(f"sigmas must be finite and > 0, got {table.tolist()}")
-    if np.any(np.diff(table) >= 0):
-        raise ConfigError(f"sigmas must be strictly descending (sigma_1 > ... > sigma_L), "
-                          f"got {table.tolist()}")
-    return table
-
-
-def step_sizes(sigmas: Sequence[float], step_size: float,
-               convention: str = "reference_code") -> tuple[np.ndarray, np.ndarray]:
-    """Per-level (drift coefficient, noise std) of x <- x + drift * s + noise_std * z.
-
-    The one place the two conventions are written down: with alpha_i = step_size *
-    (sigma_i / sigma_L)^2, "paper" is (alpha_i / 2, sqrt(alpha_i)) and "reference_code" is
-    (alpha_i, sqrt(2 alpha_i)). A single level gives plain Langevin with alpha = step_size.
-    """
-    table = check_sigmas(sigmas)
-    if not step_size > 0:
-        raise ConfigError(f"step_size must be > 0, got {step_size}")
-    if convention not in CONVENTIONS:
-        raise ConfigError(f"convention must be one of {', '.join(CONVENTIONS)}, "
-                          f"got {convention!r}")
-    alpha = step_size * (table / table[-1]) ** 2
-    if convention == "paper":
-        return alpha / 2, np.sqrt(alpha)
-    return alpha, np.sqrt(2 * alpha)
 
 
 def _seed_tensor(seed: Union[int, tf.Tensor]) -> tf.Tensor:
