@@ -87,7 +87,7 @@ def test_the_literal_paper_step_rule_diverges_with_the_convolved_mixture():
     assert not np.all(np.isfinite(x) & (np.abs(x) < 1e6))
 
 
-@pytest.mark.parametrize("schedule", ["code", pytest.param("paper", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("schedule", ["code", "paper"])
 def test_annealing_recovers_the_mode_weights_and_plain_langevin_does_not(schedule):
     """The issue's acceptance test: 1280 chains, seeds 0-2, exact scores."""
     for result in fig3_experiment(seeds=(0, 1, 2), schedule=schedule):
