@@ -98,18 +98,20 @@ class ConditionalInstanceNormPlus(keras.layers.Layer):
                                     autocast=False)
 
     def call(self, x, y):
+        # Statistics stay [B, C] until the final multiply-add: with [B, 1, 1, C] tensors,
+        # tf2onnx 1.17's transpose optimizer reduced over the wrong axis.
         x32 = tf.cast(x, tf.float32)
         channels = x32.shape[-1]
-        mean, var = tf.nn.moments(x32, axes=[1, 2], keepdims=True)  # [B, 1, 1, C]
+        mean, var = tf.nn.moments(x32, axes=[1, 2])  # [B, C]
         m = tf.reduce_mean(mean, axis=-1, keepdims=True)
         v = tf.reduce_sum(tf.square(mean - m), axis=-1, keepdims=True) / (channels - 1)
         mean_tilde = (mean - m) * tf.math.rsqrt(v + EPSILON)
-        gamma, alpha, beta = (tf.gather(w, y)[:, None, None, :]
-                              for w in (self.gamma, self.alpha, self.beta))
+        gamma, alpha, beta = (tf.gather(w, y) for w in (self.gamma, self.alpha, self.beta))
         inv_std = tf.math.rsqrt(var + EPSILON)
         scale = gamma * inv_std
         shift = gamma * (alpha * mean_tilde - mean * inv_std) + beta
-        return tf.cast(x32 * scale + shift, self.compute_dtype)
+        return tf.cast(x32 * scale[:, None, None, :] + shift[:, None, None, :],
+                       self.compute_dtype)
 
     def compute_output_shape(self, input_shape, y_shape=None):
         return input_shape
