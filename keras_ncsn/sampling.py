@@ -48,6 +48,11 @@ def _key(seed: tf.Tensor, stream: int, counter: tf.Tensor) -> tf.Tensor:
                                                     alg=_RNG_ALG)
 
 
+def _normal(shape: tf.Tensor, seed: tf.Tensor, stream: int, counter: tf.Tensor) -> tf.Tensor:
+    """Standard normal draw `counter` of `stream` for `seed`."""
+    return tf.random.stateless_normal(shape, _key(seed, stream, counter), alg=_RNG_ALG)
+
+
 def _seed_tensor(seed: Union[int, tf.Tensor]) -> tf.Tensor:
     seed = tf.convert_to_tensor(seed, dtype=tf.int64)
     if seed.shape.rank != 0:
@@ -92,7 +97,7 @@ class LangevinSampler:
         if self.snapshot_every < 0 or self.snapshot_every > self.num_steps:
             raise ConfigError(f"snapshot_every must be in [0, {self.num_steps}] (the number "
                               f"of steps; 0 turns snapshots off), got {snapshot_every}")
-        self._functions: dict[bool, tf.types.experimental.PolymorphicFunction] = {}
+        self._functions: dict[str, tf.types.experimental.PolymorphicFunction] = {}
 
     @property
     def num_levels(self) -> int:
@@ -115,10 +120,27 @@ class LangevinSampler:
         if len(shape) != 4 or min(shape) < 1:
             raise ConfigError(f"a sample shape must be [batch, height, width, channels], "
                               f"got {shape}")
-        key = _key(_seed_tensor(seed), _INIT_STREAM, tf.constant(0))
+        return self.initial(shape, _seed_tensor(seed))
+
+    def initial(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """`init_state` for a shape tensor and without checks, for traced functions."""
+        key = _key(seed, _INIT_STREAM, tf.constant(0))
         if self.init == "uniform":
             return tf.random.stateless_uniform(shape, key, alg=_RNG_ALG)
         return float(self.sigmas[0]) * tf.random.stateless_normal(shape, key, alg=_RNG_ALG)
+
+    def inpainting_initial(self, observed: tf.Tensor, mask: tf.Tensor,
+                           seed: tf.Tensor) -> tf.Tensor:
+        """Starting batch of inpainting: observed pixels where `mask` is 1, `initial` elsewhere."""
+        return tf.where(mask > 0.5, observed, self.initial(tf.shape(observed), seed))
+
+    def step_noise(self, shape: Sequence[int] | tf.Tensor, seed: Union[int, tf.Tensor],
+                   step: Union[int, tf.Tensor]) -> tf.Tensor:
+        """The z of Langevin step `step` (counted over the whole run) for `seed`.
+
+        With `given_noise_loop` this replays a run of this sampler in another runtime.
+        """
+        return _normal(shape, _seed_tensor(seed), _STEP_STREAM, tf.convert_to_tensor(step))
 
     def __call__(self, x_or_shape: Union[Sequence[int], tf.Tensor, np.ndarray],
                  seed: Union[int, tf.Tensor], *,
@@ -155,15 +177,41 @@ class LangevinSampler:
         observed = check_images(images)
         mask = broadcast_mask(mask, observed.shape)
         if x is None:
-            x = tf.where(mask > 0.5, observed, self.init_state(observed.shape, seed))
+            x = self.inpainting_initial(tf.constant(observed), tf.constant(mask),
+                                        _seed_tensor(seed))
         return self._run(tf.convert_to_tensor(x, tf.float32), seed, levels,
                          (tf.constant(observed), tf.constant(mask)), progress)
 
     def compiled_loop(self, inpainting: bool = False) -> tf.types.experimental.PolymorphicFunction:
         """The cached tf.function (x, seed, start, stop[, observed, mask]) -> x[, snapshots]."""
-        if inpainting not in self._functions:
-            self._functions[inpainting] = self._build(inpainting)
-        return self._functions[inpainting]
+        name = "inpaint" if inpainting else "sample"
+        if name not in self._functions:
+            self._functions[name] = self._build(inpainting)
+        return self._functions[name]
+
+    def given_noise_loop(self) -> tf.types.experimental.PolymorphicFunction:
+        """The cached tf.function (x, noise, first_level) -> x[, snapshots]: the same loop with
+        the z of each step read from `noise` instead of drawn.
+
+        Runs levels first_level .. first_level + len(noise) // T - 1 from x, step j of the
+        call taking noise[j] (noise is [steps, B, H, W, C]); denoising and clipping happen
+        when the last level is reached. With no random ops it converts to ONNX and lets
+        other runtimes be checked against TensorFlow on the same noise (`step_noise` gives
+        a seed's). Never XLA-compiled.
+        """
+        if "given_noise" not in self._functions:
+            T = self.steps_per_level
+
+            def run(x, noise, first):
+                return self._loop(x, first, first + tf.shape(noise)[0] // T,
+                                  lambda stream, k: tf.gather(noise, k - first * T))
+
+            self._functions["given_noise"] = tf.function(
+                run, autograph=False, input_signature=[
+                    tf.TensorSpec([None] * 4, tf.float32, name="x"),
+                    tf.TensorSpec([None] * 5, tf.float32, name="noise"),
+                    tf.TensorSpec([], tf.int32, name="first_level")])
+        return self._functions["given_noise"]
 
     def _run(self, x: tf.Tensor, seed: Union[int, tf.Tensor], levels: tuple[int, int] | None,
              inpainting: tuple[tf.Tensor, tf.Tensor] | None = None, progress: bool = False):
@@ -191,54 +239,64 @@ class LangevinSampler:
         image = tf.TensorSpec([None, None, None, None], tf.float32)
         signature = [image, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32),
                      tf.TensorSpec([], tf.int32)] + ([image, image] if inpainting else [])
-        T, every, num_snapshots = self.steps_per_level, self.snapshot_every, self.num_snapshots
 
         def run(x, seed, start, stop, observed=None, mask=None):
-            shape, batch = tf.shape(x), tf.shape(x)[0]
-            level_ids = tf.constant(self.level_ids)
-            sigmas = tf.constant(self.sigmas, tf.float32)
-            drift, noise_std = tf.constant(self.drift), tf.constant(self.noise_std)
+            return self._loop(x, start, stop,
+                              lambda stream, k: _normal(tf.shape(x), seed, stream, k),
+                              observed, mask)
 
-            def score(x, level):
-                ids = tf.fill([batch], tf.gather(level_ids, level))
-                return tf.cast(self.score_fn(x, ids), tf.float32)
+        return tf.function(run, input_signature=signature, jit_compile=self.jit_compile,
+                           autograph=False)
 
-            def step(k, x, *snapshots):
-                level = k // T
-                z = tf.random.stateless_normal(shape, _key(seed, _STEP_STREAM, k), alg=_RNG_ALG)
-                x = x + tf.gather(drift, level) * score(x, level) + tf.gather(noise_std, level) * z
-                if inpainting:
-                    # Redrawn from the level's key at every step instead of carried as loop
-                    # state: y + sigma_i z stays fixed within a level and a call starting at
-                    # any level reproduces it.
-                    noise = tf.random.stateless_normal(
-                        shape, _key(seed, _OBSERVED_STREAM, level), alg=_RNG_ALG)
-                    x = tf.where(mask > 0.5, observed + tf.gather(sigmas, level) * noise, x)
-                if num_snapshots:
-                    slot = (k + 1) // every - 1
-                    snapshots = (tf.cond(
-                        (k + 1) % every == 0,
-                        lambda: tf.tensor_scatter_nd_update(snapshots[0], [[slot]], [x]),
-                        lambda: snapshots[0]),)
-                return (k + 1, x, *snapshots)
+    def _loop(self, x: tf.Tensor, start: tf.Tensor, stop: tf.Tensor,
+              draw: Callable[[int, tf.Tensor], tf.Tensor], observed: tf.Tensor | None = None,
+              mask: tf.Tensor | None = None):
+        """Levels start..stop-1 from x inside a traced function, with standard normal noise
+        `draw(stream, counter)`; inpainting when `observed` and `mask` are given."""
+        T, every, num_snapshots = self.steps_per_level, self.snapshot_every, self.num_snapshots
+        inpainting = observed is not None
+        shape, batch = tf.shape(x), tf.shape(x)[0]
+        level_ids = tf.constant(self.level_ids)
+        sigmas = tf.constant(self.sigmas, tf.float32)
+        drift, noise_std = tf.constant(self.drift), tf.constant(self.noise_std)
 
-            def finish(x):
-                if self.denoise:  # NCSNv2: one noiseless step at sigma_L
-                    x = x + float(self.sigmas[-1]) ** 2 * score(x, self.num_levels - 1)
-                if inpainting:
-                    x = tf.where(mask > 0.5, observed, x)
-                if self.clip:
-                    x = tf.clip_by_value(x, 0.0, 1.0)
-                return x
+        def score(x, level):
+            ids = tf.fill([batch], tf.gather(level_ids, level))
+            return tf.cast(self.score_fn(x, ids), tf.float32)
 
-            state = (start * T, x)
+        def step(k, x, *snapshots):
+            level = k // T
+            z = draw(_STEP_STREAM, k)
+            x = x + tf.gather(drift, level) * score(x, level) + tf.gather(noise_std, level) * z
+            if inpainting:
+                # Redrawn from the level's key at every step instead of carried as loop
+                # state: y + sigma_i z stays fixed within a level and a call starting at
+                # any level reproduces it.
+                noise = draw(_OBSERVED_STREAM, level)
+                x = tf.where(mask > 0.5, observed + tf.gather(sigmas, level) * noise, x)
             if num_snapshots:
-                state += (tf.zeros(tf.concat([[num_snapshots], shape], 0)),)
-            _, x, *snapshots = tf.while_loop(lambda k, *_: k < stop * T, step, state)
-            x = tf.cond(stop >= self.num_levels, lambda: finish(x), lambda: x)
-            return (x, snapshots[0]) if num_snapshots else x
+                slot = (k + 1) // every - 1
+                snapshots = (tf.cond(
+                    (k + 1) % every == 0,
+                    lambda: tf.tensor_scatter_nd_update(snapshots[0], [[slot]], [x]),
+                    lambda: snapshots[0]),)
+            return (k + 1, x, *snapshots)
 
-        return tf.function(run, input_signature=signature, jit_compile=self.jit_compile)
+        def finish(x):
+            if self.denoise:  # NCSNv2: one noiseless step at sigma_L
+                x = x + float(self.sigmas[-1]) ** 2 * score(x, self.num_levels - 1)
+            if inpainting:
+                x = tf.where(mask > 0.5, observed, x)
+            if self.clip:
+                x = tf.clip_by_value(x, 0.0, 1.0)
+            return x
+
+        state = (start * T, x)
+        if num_snapshots:
+            state += (tf.zeros(tf.concat([[num_snapshots], shape], 0)),)
+        _, x, *snapshots = tf.while_loop(lambda k, *_: k < stop * T, step, state)
+        x = tf.cond(stop >= self.num_levels, lambda: finish(x), lambda: x)
+        return (x, snapshots[0]) if num_snapshots else x
 
 
 class AnnealedLangevin(LangevinSampler):

@@ -121,6 +121,26 @@ def test_graph_is_one_while_loop_whose_size_does_not_depend_on_steps_or_levels()
     assert len(sizes) == 1
 
 
+def test_given_noise_loop_replays_the_drawn_noise():
+    sample = sampler(denoise=True, clip=True, steps_per_level=2)
+    shape, seed = (3, 4, 4, 1), 6
+    x0 = sample.init_state(shape, seed)
+    noise = np.stack([sample.step_noise(shape, seed, k) for k in range(sample.num_steps)])
+    drawn = sample(x0, seed=seed).numpy()
+    loop = sample.given_noise_loop()
+    np.testing.assert_allclose(loop(x0, noise, tf.constant(0)).numpy(), drawn, atol=1e-6)
+    x, T = x0, sample.steps_per_level  # level by level, denoised and clipped at the end
+    for level in range(sample.num_levels):
+        x = loop(x, noise[level * T:(level + 1) * T], tf.constant(level))
+    np.testing.assert_allclose(x.numpy(), drawn, atol=1e-6)
+    graph_def = loop.get_concrete_function().graph.as_graph_def()
+    ops = {node.op for node in graph_def.node}
+    ops |= {node.op for function in graph_def.library.function for node in function.node_def}
+    assert "StatelessWhile" in ops or "While" in ops
+    assert not [op for op in ops if "Random" in op]  # nothing tf2onnx cannot convert
+    assert loop.experimental_get_tracing_count() == 1
+
+
 def test_level_by_level_calls_equal_one_full_call():
     sample = sampler(denoise=True, clip=True, init="gaussian", snapshot_every=2)
     full, full_snapshots = sample((4, 4, 4, 1), seed=5)
