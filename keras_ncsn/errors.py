@@ -23,3 +23,7 @@ class CheckpointError(NCSNError):
 
 class TrainingError(NCSNError):
     """Training diverged (NaN or infinite loss)."""
+
+
+class ExportError(NCSNError):
+    """A missing, incomplete or unreadable export folder (scripts/export.py output)."""

@@ -57,14 +57,15 @@ class RunPaths:
         return os.path.join(self.root, "samples")
 
 
-def _flatten(config: Config) -> dict[str, Any]:
+def flatten_config(config: Config) -> dict[str, Any]:
+    """{"section.key": value} of every setting (the keys of --set)."""
     return {f"{section}.{key}": value for section, values in config.to_dict().items()
             if isinstance(values, dict) for key, value in values.items()}
 
 
 def check_compatible(saved: Config, requested: Config, folder: str) -> None:
     """Refuses to continue a run folder with a config that would not fit its checkpoints."""
-    old, new = _flatten(saved), _flatten(requested)
+    old, new = flatten_config(saved), flatten_config(requested)
     changed = sorted(key for key in old if old[key] != new[key]
                      and key not in RESUMABLE_CHANGES and not key.startswith("sample."))
     if changed:

@@ -1,0 +1,277 @@
+"""Export a trained run for serving: a TensorFlow SavedModel, two ONNX models and a model card.
+
+An export folder (file names and checks in `keras_ncsn.onnx_runtime`) holds
+    saved_model/   SavedModel written by `keras.export.ExportArchive`; endpoints
+                   sample(num_images, seed) -> [N, H, W, C] in [0, 1]  (also serving_default)
+                   inpaint(images, mask, seed) -> [N, H, W, C]
+                   score(x, level_index) -> [N, H, W, C]
+                   sigmas() -> [L]
+                   It loads with `tf.saved_model.load(path)` alone (no keras_ncsn needed).
+    score.onnx     the score network: x float32 [N, H, W, C], level_index int32 [N] -> score.
+    sampler.onnx   the whole annealed Langevin loop as one ONNX graph (a Loop):
+                   x [N, H, W, C], noise [k*T, N, H, W, C], first_level int32 -> images.
+    config.json    the run's config: sigmas (noise.*) and sampler settings (sample.*).
+    MODEL_CARD.md  data, training, held-out loss, sampler settings, sample grid.
+    samples.png    the run's last sample grid (or one sampled at export).
+
+sample/inpaint are the run's sampler (`NCSN.sampler` with its sample.* settings: the same
+cached tf.while_loop, stateless seeding and XLA switch), traced without autograph, with EMA
+weights when the run kept them. A seed names the sampler's philox streams, so the SavedModel
+gives the images `NCSN.sample(seed=...)` gives, on every call and after every reload.
+
+sampler.onnx takes its noise as inputs because tf2onnx 1.17 has no converter for TensorFlow's
+stateless random ops (StatelessRandomNormalV2, StatelessRandomUniformV2,
+StatelessRandomGetKeyCounter): it is `LangevinSampler.given_noise_loop`, frozen first
+(convert_variables_to_constants_v2) because ONNX Runtime refuses model variables captured in
+a Loop body. Given the same noise it matches TensorFlow; see `keras_ncsn.onnx_runtime` for
+what a seed means there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import logging
+import os
+import shlex
+import shutil
+from typing import Iterator, Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_ncsn.config import PRESETS, Config, save_config
+from keras_ncsn.errors import ExportError
+from keras_ncsn.images import save_grid
+from keras_ncsn.io import atomic_path, atomic_write_text
+from keras_ncsn.model import NCSN
+from keras_ncsn.onnx_runtime import (CARD_FILE, SAMPLER_FILE, SAMPLES_FILE, SAVED_MODEL_DIR,
+                                     SCORE_FILE, check_export)
+from keras_ncsn.sampling import LangevinSampler, sample_options
+from keras_ncsn.training import RunPaths, flatten_config, format_heldout, load_run
+
+ONNX_OPSET = 17
+
+
+def _score_signature(model: NCSN) -> list[tf.TensorSpec]:
+    return [tf.TensorSpec([None, *model.image_shape], tf.float32, name="x"),
+            tf.TensorSpec([None], tf.int32, name="level_index")]
+
+
+def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
+    """Writes the SavedModel with endpoints sample (= serving_default), inpaint, score, sigmas.
+
+    `keras.export.ExportArchive` expresses all of it: endpoints are arbitrary functions over
+    the tracked model's variables (wrapped in tf.function without autograph).
+    """
+    height, width, channels = model.image_shape
+    image = tf.TensorSpec([None, height, width, channels], tf.float32, name="images")
+    seed = tf.TensorSpec([], tf.int64, name="seed")
+    levels = sampler.num_levels
+
+    def sample(num_images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        x = sampler.initial(tf.stack([num_images, height, width, channels]), seed)
+        return sampler.compiled_loop()(x, seed, tf.constant(0), tf.constant(levels))
+
+    def inpaint(images: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        mask = tf.broadcast_to(mask, tf.shape(images))
+        x = sampler.inpainting_initial(images, mask, seed)
+        return sampler.compiled_loop(inpainting=True)(x, seed, tf.constant(0),
+                                                       tf.constant(levels), images, mask)
+
+    def sigmas() -> tf.Tensor:
+        return tf.identity(model.sigmas)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("sample", sample, [tf.TensorSpec([], tf.int32, name="num_images"),
+                                            seed])
+    archive.add_endpoint("inpaint", inpaint, [
+        image, tf.TensorSpec([None, height, width, None], tf.float32, name="mask"), seed])
+    archive.add_endpoint("score", model.score, _score_signature(model))
+    archive.add_endpoint("sigmas", sigmas, [])
+    archive.write_out(path, verbose=False)
+
+
+@contextlib.contextmanager
+def _quiet_tf2onnx() -> Iterator[None]:
+    """Errors only from tf2onnx, whose INFO/WARNING lines run to thousands for a Loop."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _save_onnx(function: tf.types.experimental.ConcreteFunction, path: str,
+               output: str) -> None:
+    """Converts a concrete function to ONNX with its variables frozen to constants.
+
+    Freezing first is what lets ONNX Runtime run a Loop whose body reads model weights
+    (tf2onnx leaves captured variables as graph inputs otherwise). Inputs keep their
+    signature names; the single output is named `output`.
+    """
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+
+    frozen = convert_variables_to_constants_v2(function)
+    inputs = [t.name for t in frozen.inputs]
+    (result,) = [t.name for t in frozen.outputs]
+    renames = {name: name.split(":")[0] for name in inputs} | {result: output}
+    with _quiet_tf2onnx():
+        tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inputs,
+                                       output_names=[result], opset=ONNX_OPSET,
+                                       tensors_to_rename=renames, output_path=path)
+
+
+def save_score_onnx(model: NCSN, path: str) -> None:
+    """score.onnx: (x [N, H, W, C] float32, level_index [N] int32) -> score, any N."""
+    function = tf.function(model.score, input_signature=_score_signature(model),
+                           autograph=False)
+    _save_onnx(function.get_concrete_function(), path, "score")
+
+
+def save_sampler_onnx(sampler: LangevinSampler, path: str) -> None:
+    """sampler.onnx: `LangevinSampler.given_noise_loop` (x, noise, first_level) -> images."""
+    _save_onnx(sampler.given_noise_loop().get_concrete_function(), path, "images")
+
+
+def training_command(config: Config) -> str:
+    """A fit.py command line that trains `config` (from its preset plus --set changes)."""
+    if config.name not in PRESETS:
+        return "python scripts/fit.py --config RUN_DIR/config.json"
+    preset = flatten_config(PRESETS[config.name])
+    changes = [f"{key}={value}" for key, value in flatten_config(config).items()
+               if preset[key] != value]
+    words = ["python", "scripts/fit.py"] + (["--config", config.name]
+                                            if config.name != "quick" else [])
+    for change in changes:
+        words += ["--set", change]
+    return shlex.join(words)
+
+
+def _samples_png(model: NCSN, config: Config, run_dir: str, path: str) -> str:
+    """Copies the run's newest sample grid to `path`, or samples one; returns its origin."""
+    grids = sorted(glob.glob(os.path.join(RunPaths(run_dir).samples, "grid-*.png")))
+    if grids:
+        shutil.copyfile(grids[-1], path)
+        return f"the run's last sample grid, {os.path.basename(grids[-1])}"
+    sample = config.sample
+    save_grid(model.sample(sample.num_images, seed=sample.seed, **sample_options(sample)),
+              path)
+    return f"sampled at export (seed {sample.seed})"
+
+
+def model_card(name: str, config: Config, step: int, heldout: dict | None,
+               command: str | None, samples_origin: str, notes: Sequence[str] = ()) -> str:
+    """MODEL_CARD.md: what was trained on what, how, how well, and how to sample from it.
+
+    `command` is the command the run was trained with; when it differs from
+    `training_command(config)` (presets change), the card gives both.
+    """
+    data, train, noise, sample = config.data, config.train, config.noise, config.sample
+    height, width, channels = config.image_shape
+    source = data.dataset + (f" ({data.data_dir})" if data.data_dir else "")
+    if data.dataset == "embedded":
+        source = "the MNIST subset shipped in keras_ncsn/assets/mnist_subset.npz"
+    cap = f", at most {data.max_train_images} training images" if data.max_train_images else ""
+    rebuilt = training_command(config)
+    lines = [
+        f"# {name}: NCSN score model (CondRefineNetDilated)",
+        "",
+        "Noise Conditional Score Network (Song & Ermon 2019) trained with keras-ncsn and "
+        "exported by `scripts/export.py`.",
+        "",
+        "## Data",
+        f"- {source}; {height}x{width}x{channels} images in [0, 1]"
+        f"{', dequantized' if data.dequantize else ''}{cap}.",
+        "",
+        "## Training",
+        f"- Command: `{command or rebuilt}`",
+        *([f"- With the presets of the exporting code, the same config is trained by "
+           f"`{rebuilt}`."] if command and command != rebuilt else []),
+        f"- Steps: {step} (batch {train.batch_size}, Adam lr {train.learning_rate}, "
+        f"objective {train.objective}"
+        + (f", EMA {train.ema_momentum}: exported weights are the EMA" if train.ema_momentum
+           else "") + ").",
+        f"- Model: ngf={config.model.ngf}, scale_by_sigma={config.model.scale_by_sigma}; "
+        f"{noise.num_levels} geometric noise levels sigma {noise.sigma_begin:g} .. "
+        f"{noise.sigma_end:g}.",
+        *[f"- {note}" for note in notes],
+        "",
+        "## Held-out loss",
+    ]
+    if heldout:
+        lines += ["```", format_heldout(heldout), "```"]
+    else:
+        lines.append("- not measured (the run folder has no heldout_loss.json).")
+    lines += [
+        "",
+        "## Sampler",
+        f"- Annealed Langevin dynamics: {sample.steps_per_level} steps per level, step_size "
+        f"{sample.step_size:g} (convention {sample.convention}), init {sample.init}, "
+        f"denoise {sample.denoise}, clip {sample.clip}, XLA {sample.jit_compile}.",
+        "",
+        f"![samples]({SAMPLES_FILE})",
+        "",
+        f"{SAMPLES_FILE}: {samples_origin}.",
+        "",
+        "## Files and seeds",
+        f"- `{SAVED_MODEL_DIR}/`: TensorFlow SavedModel, `tf.saved_model.load(path)` with no "
+        "keras_ncsn: `sample(num_images, seed)` (serving_default), `inpaint(images, mask, "
+        "seed)`, `score(x, level_index)`, `sigmas()`. A seed gives the same images on every "
+        "call and reload, the same as keras_ncsn's `NCSN.sample(seed=...)` "
+        "(TensorFlow stateless philox streams).",
+        f"- `{SCORE_FILE}`: the score network for ONNX Runtime (opset {ONNX_OPSET}, dynamic "
+        "batch): inputs x float32 [N, H, W, C] in [0, 1], level_index int32 [N]; output "
+        "score. Deterministic.",
+        f"- `{SAMPLER_FILE}`: the annealed Langevin loop as one ONNX graph (a Loop), noise "
+        "as inputs: x [N, H, W, C], noise [k*T, N, H, W, C] standard normal, first_level "
+        "int32; output images after k levels (denoised/clipped after the last). "
+        "`python scripts/onnx_sample.py FOLDER --seed S` draws x and the noise from NumPy's "
+        "`default_rng(S)`: other images than the SavedModel's for the same seed.",
+        "- `config.json`: the run's config (sigmas from `noise`, sampler from `sample`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_run(run_dir: str, out: str, *, command: str | None = None,
+               notes: Sequence[str] = ()) -> str:
+    """Exports the run in `run_dir` (EMA weights if kept) to the folder `out`, atomically.
+
+    `command` is the training command for the model card (default: `training_command`);
+    `notes` are extra card lines (e.g. wall time and hardware). Returns `out`.
+    """
+    config, model, step = load_run(run_dir)
+    sampler = model.sampler(**sample_options(config.sample))
+    heldout_path = RunPaths(run_dir).heldout
+    heldout = None
+    if os.path.isfile(heldout_path):
+        with open(heldout_path, encoding="utf-8") as f:
+            heldout = json.load(f)
+    name = os.path.basename(os.path.normpath(out))
+    with atomic_path(out, is_dir=True) as tmp:
+        save_config(config, tmp)
+        save_saved_model(model, sampler, os.path.join(tmp, SAVED_MODEL_DIR))
+        save_score_onnx(model, os.path.join(tmp, SCORE_FILE))
+        save_sampler_onnx(sampler, os.path.join(tmp, SAMPLER_FILE))
+        origin = _samples_png(model, config, run_dir, os.path.join(tmp, SAMPLES_FILE))
+        atomic_write_text(os.path.join(tmp, CARD_FILE), model_card(
+            name, config, step, heldout, command, origin, notes))
+    return out
+
+
+def load_export(folder: str):
+    """The SavedModel of an export folder (`tf.saved_model.load`), after checking the folder."""
+    check_export(folder)
+    path = os.path.join(folder, SAVED_MODEL_DIR)
+    try:
+        return tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise ExportError(f"cannot load the SavedModel {path}: "
+                          f"{str(e).strip().splitlines()[0]}") from None

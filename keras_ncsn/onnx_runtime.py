@@ -1,0 +1,155 @@
+"""Export folders without TensorFlow: their layout and checks, and sampling with ONNX Runtime.
+
+This module and everything it imports use NumPy, PIL and onnxruntime only, so serving from
+`score.onnx` / `sampler.onnx` needs no TensorFlow (scripts/onnx_sample.py); `keras_ncsn.export`
+writes the folders it reads.
+
+Seeds: `OnnxExport.sample(num_images, seed)` seeds NumPy's `default_rng(seed)`, which draws
+the starting batch and then, level by level, the [T, N, H, W, C] Langevin noise. Both
+samplers, "numpy" (the loop below around score.onnx) and "onnx" (sampler.onnx, the loop as
+one ONNX graph), use these same draws and so give the same images up to float rounding.
+TensorFlow's samplers (the SavedModel, `NCSN.sample`) draw from their own philox streams, so
+one seed gives different images there; `OnnxExport.langevin` with TensorFlow's noise
+(`LangevinSampler.step_noise`) reproduces a TensorFlow run.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+from typing import Union
+
+import numpy as np
+
+from keras_ncsn.config import Config, load_config
+from keras_ncsn.errors import ConfigError, ExportError
+from keras_ncsn.noise import get_sigmas, step_sizes
+
+CONFIG_FILE = "config.json"
+SAVED_MODEL_DIR = "saved_model"
+SCORE_FILE = "score.onnx"
+SAMPLER_FILE = "sampler.onnx"
+CARD_FILE = "MODEL_CARD.md"
+SAMPLES_FILE = "samples.png"
+# What loading needs; a folder without one of these was copied or written only in part.
+REQUIRED_FILES = (CONFIG_FILE, f"{SAVED_MODEL_DIR}/saved_model.pb",
+                  f"{SAVED_MODEL_DIR}/variables/variables.index", SCORE_FILE, SAMPLER_FILE)
+SAMPLERS = ("numpy", "onnx")
+
+
+def check_export(folder: str) -> Config:
+    """The config of a complete export folder; ExportError if it is missing or incomplete."""
+    if not os.path.isdir(folder):
+        base = os.path.basename(os.path.normpath(folder))
+        parent = os.path.dirname(os.path.abspath(folder))
+        if glob.glob(os.path.join(parent, f".tmp-{base}-*")):
+            raise ExportError(f"export folder {folder} does not exist: an export to it is "
+                              f"still running or was interrupted (found {parent}/.tmp-{base}-*)")
+        raise ExportError(f"export folder {folder} does not exist "
+                          f"(write one with scripts/export.py RUN_DIR --out {folder})")
+    missing = [name for name in REQUIRED_FILES if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise ExportError(f"export folder {folder} is incomplete (missing {', '.join(missing)}); "
+                          f"export the run again with scripts/export.py")
+    return load_config(folder)
+
+
+def _session(path: str):
+    """An ONNX Runtime session on the CPU; ExportError if the file is not a loadable model."""
+    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidGraph,
+                                                             InvalidProtobuf, NoSuchFile)
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    try:
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"cannot load {path}: {message}") from None
+
+
+class OnnxExport:
+    """An export folder's ONNX models with the sampler settings of its config.json.
+
+    The sigmas and per-level step sizes are computed as in training and the TensorFlow
+    sampler (`noise.get_sigmas`, `noise.step_sizes`), so all runtimes use one convention.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.config = check_export(folder)
+        sample = self.config.sample
+        # float32 like the model's sigma table, which the TensorFlow sampler reads
+        self.sigmas = get_sigmas(self.config.noise).astype(np.float64)
+        drift, noise_std = step_sizes(self.sigmas, sample.step_size, sample.convention)
+        self.drift, self.noise_std = drift.astype(np.float32), noise_std.astype(np.float32)
+        self.steps_per_level = sample.steps_per_level
+        self.image_shape = self.config.image_shape
+
+    @functools.cached_property
+    def score_session(self):
+        return _session(os.path.join(self.folder, SCORE_FILE))
+
+    @functools.cached_property
+    def sampler_session(self):
+        return _session(os.path.join(self.folder, SAMPLER_FILE))
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.sigmas)
+
+    def score(self, x: np.ndarray, level_index: Union[int, np.ndarray]) -> np.ndarray:
+        """s(x, sigma_level) from score.onnx; x float32 [N, H, W, C], level_index int or [N]."""
+        x = np.asarray(x, np.float32)
+        levels = np.broadcast_to(np.asarray(level_index, np.int32), x.shape[:1])
+        return self.score_session.run(["score"], {"x": x, "level_index": levels.copy()})[0]
+
+    def initial(self, num_images: int, rng: np.random.Generator) -> np.ndarray:
+        """Starting batch: Uniform[0, 1) or N(0, sigma_1^2), as the config's sample.init says."""
+        shape = (int(num_images), *self.image_shape)
+        if self.config.sample.init == "uniform":
+            return rng.random(shape, dtype=np.float32)
+        return np.float32(self.sigmas[0]) * rng.standard_normal(shape, dtype=np.float32)
+
+    def langevin(self, x: np.ndarray, noise: np.ndarray, first_level: int = 0,
+                 sampler: str = "numpy") -> np.ndarray:
+        """Levels first_level .. first_level + len(noise) // T - 1 from x, step j taking the
+        standard normal noise[j] ([steps, N, H, W, C]); denoises and clips (as configured)
+        when the last level is reached. The same contract as TensorFlow's
+        `LangevinSampler.given_noise_loop`, which sampler.onnx is."""
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        x, noise = np.asarray(x, np.float32), np.asarray(noise, np.float32)
+        T = self.steps_per_level
+        levels = len(noise) // T
+        if (noise.ndim != 5 or noise.shape[1:] != x.shape or len(noise) % T or not levels
+                or not 0 <= first_level <= self.num_levels - levels):
+            raise ConfigError(f"noise must be [k*{T}, *x.shape] for k levels starting at "
+                              f"first_level within the {self.num_levels} levels; got noise "
+                              f"{noise.shape}, x {x.shape}, first_level {first_level}")
+        if sampler == "onnx":
+            return self.sampler_session.run(["images"], {
+                "x": x, "noise": noise, "first_level": np.array(first_level, np.int32)})[0]
+        for j, z in enumerate(noise):
+            level = first_level + j // T
+            x = x + self.drift[level] * self.score(x, level) + self.noise_std[level] * z
+        if first_level + levels == self.num_levels:
+            if self.config.sample.denoise:  # one noiseless step at sigma_L
+                x = x + np.float32(self.sigmas[-1] ** 2) * self.score(x, self.num_levels - 1)
+            if self.config.sample.clip:
+                x = np.clip(x, 0.0, 1.0)
+        return x
+
+    def sample(self, num_images: int, seed: int = 0, sampler: str = "numpy") -> np.ndarray:
+        """`num_images` samples [N, H, W, C] by annealed Langevin dynamics, drawn from `seed`
+        (see the module docstring), one level at a time to bound the noise held in memory."""
+        if int(num_images) < 1:
+            raise ConfigError(f"the number of images must be >= 1, got {num_images}")
+        rng = np.random.default_rng(seed)
+        x = self.initial(num_images, rng)
+        for level in range(self.num_levels):
+            noise = rng.standard_normal((self.steps_per_level, *x.shape), dtype=np.float32)
+            x = self.langevin(x, noise, level, sampler)
+        return x
