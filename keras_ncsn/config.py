@@ -295,7 +295,10 @@ QUICK = Config(
     noise=NoiseConfig(sigma_begin=5.0, sigma_end=0.02, num_levels=10),
     # 800 steps: about 9 minutes of training on an idle 2-core CPU (1.5-1.7 steps/s), so
     # that start-up, held-out loss and the final sample grid fit in the 15-minute budget.
-    train=TrainConfig(batch_size=64, steps=800, learning_rate=1e-3, ema_momentum=0.99,
+    # Adam 3e-3 (the paper: 1e-3): logged training loss at step 800 was 28.1 against 37.3
+    # with 1e-3 (held out: 27.0 at step 800 against 34.4 at step 1000), and the final grid
+    # went from strokes to mostly digit shapes; the tiny net trained stably without clipping.
+    train=TrainConfig(batch_size=64, steps=800, learning_rate=3e-3, ema_momentum=0.99,
                       checkpoint_every=200, log_every=50),
     # No XLA for sampling: on the 2-core CPU, compiling the loop took about twice as long as
     # tracing it (21-34 s vs 12-16 s) and the compiled steps were no faster (16 images:
