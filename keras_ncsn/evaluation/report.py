@@ -1,0 +1,336 @@
+"""Evaluate a run or export folder: sample, compute every metric, write metrics.json + report.md.
+
+`evaluate` is what `scripts/evaluate.py` runs. The model's samples (or, with `real=True`,
+training images standing in for them: the floor a perfect model would reach) are compared
+with the real data of the model's config (or `real_data`):
+  - FID, KID and Inception score in the feature space of a `FeatureExtractor`, with the
+    held-out (test) split as the reference set;
+  - the held-out DSM loss per noise level (run folders; `keras_ncsn.training.heldout_loss`);
+  - nearest training images of the samples (L2 in pixel space, optionally in feature
+    space) as a grid like the paper's Appendix C.2, and the memorisation check: the
+    samples' distances to their nearest training image against the test images' distances.
+The output folder is written atomically: a crash leaves the old one or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from keras_ncsn.config import Config, DataConfig, load_config
+from keras_ncsn.data import load_images, resolve_source
+from keras_ncsn.errors import CheckpointError, ConfigError, DataError
+from keras_ncsn.evaluation import metrics
+from keras_ncsn.evaluation.features import (FeatureExtractor, classifier_extractor,
+                                            inception_extractor)
+from keras_ncsn.images import save_grid
+from keras_ncsn.io import atomic_path, atomic_write_text
+
+DEFAULT_CLASSIFIER = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "saved_models", "mnist_classifier.keras")
+FEATURES = ("classifier", "inception")
+NEIGHBOURS = 10      # nearest training images per row of the grid (App. C.2 shows 10)
+NEIGHBOUR_ROWS = 10  # samples shown in the nearest-neighbour grid
+GRID_IMAGES = 100    # samples shown in samples.png
+
+
+@dataclass
+class Source:
+    """A loaded run or export folder: its step (runs) and a sampler (count, seed) -> images."""
+
+    kind: str
+    step: int | None
+    generate: Callable[[int, int], np.ndarray]
+    model: Any = None  # the Keras NCSN of a run folder (held-out loss); None for exports
+
+
+def is_export(path: str) -> bool:
+    from keras_ncsn.onnx_runtime import SAVED_MODEL_DIR
+
+    return os.path.isdir(os.path.join(path, SAVED_MODEL_DIR))
+
+
+def check_source(path: str) -> Config:
+    """The config of a run or export folder, checked without loading a model."""
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path} does not exist: expected a run folder (fit.py) or an "
+                              "export folder (export.py)")
+    if is_export(path):
+        from keras_ncsn.onnx_runtime import check_export
+
+        check_export(path)
+        return load_config(path)
+    from keras_ncsn.training import check_run
+
+    return check_run(path)
+
+
+def open_source(path: str) -> Source:
+    """Loads a run folder (EMA weights when kept) or an export folder's SavedModel."""
+    import tensorflow as tf
+
+    if is_export(path):
+        from keras_ncsn.export import load_export
+
+        loaded = load_export(path)
+        return Source("export", None, lambda n, seed: loaded.sample(
+            num_images=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int64)).numpy())
+    from keras_ncsn.sampling import sample_options
+    from keras_ncsn.training import load_run
+
+    config, model, step = load_run(path)
+    options = sample_options(config.sample)
+    return Source("run", step, lambda n, seed: model.sample(n, seed=seed, **options).numpy(),
+                  model)
+
+
+def generate_samples(generate: Callable[[int, int], np.ndarray], count: int, batch: int,
+                     seed: int, progress: bool = True) -> np.ndarray:
+    """`count` samples in batches of `batch`, each batch from its own seed derived from `seed`."""
+    seeds = np.random.SeedSequence(seed).generate_state(-(-count // batch), dtype=np.uint32)
+    images = []
+    with tqdm(total=count, unit="img", desc="sampling", disable=not progress) as bar:
+        for batch_seed in seeds:
+            size = min(batch, count - sum(len(x) for x in images))
+            images.append(np.asarray(generate(size, int(batch_seed)), np.float32))
+            bar.update(size)
+    return np.concatenate(images)
+
+
+def real_data_config(data: DataConfig, spec: str | None) -> DataConfig:
+    """The model's data config, or `spec` ("embedded", a data path or a tfds name) at its size."""
+    if not spec:
+        return data
+    if spec == "embedded":
+        return replace(data, dataset="embedded", data_dir="")
+    if os.path.exists(spec):
+        return replace(data, dataset="files", data_dir=spec)
+    return replace(data, dataset=spec, data_dir="")
+
+
+def describe_data(data: DataConfig) -> str:
+    if data.dataset == "embedded":
+        return "the embedded MNIST subset (keras_ncsn/assets/mnist_subset.npz)"
+    return f"{resolve_source(data)} data {data.data_dir or data.dataset}"
+
+
+def heldout_dsm_loss(model: Any, config: Config, draws: int | None = None) -> dict[str, Any]:
+    """Held-out DSM loss of a Keras NCSN on its config's eval split, overall and per level,
+    averaged over `draws` noise draws per image (default train.eval_draws)."""
+    from keras_ncsn.data import make_datasets
+    from keras_ncsn.training import heldout_loss
+
+    _, eval_data = make_datasets(config.data, config.train.batch_size)
+    return heldout_loss(model, eval_data, draws or config.train.eval_draws)
+
+
+def make_extractor(features: str, classifier: str | None) -> FeatureExtractor:
+    if features not in FEATURES:
+        raise ConfigError(f"--features must be one of {', '.join(FEATURES)}, got {features!r}")
+    if features == "inception":
+        return inception_extractor()
+    return classifier_extractor(classifier or DEFAULT_CLASSIFIER)
+
+
+def _fid_label(num_samples: int, num_real: int, extractor: FeatureExtractor,
+               real: bool) -> str:
+    what = "training images" if real else "samples"
+    return f"{num_samples:,} {what} vs {num_real:,} test images, {extractor.name}"
+
+
+def _neighbour_grid(candidates: np.ndarray, train: np.ndarray, indices: np.ndarray,
+                    path: str) -> str:
+    """Rows of [candidate, its nearest training images...] (App. C.2 layout)."""
+    rows = min(NEIGHBOUR_ROWS, len(candidates))
+    tiles = np.concatenate([np.concatenate([candidates[i:i + 1], train[indices[i]]])
+                            for i in range(rows)])
+    return save_grid(tiles, path, ncol=indices.shape[1] + 1)
+
+
+def _histogram(sample_d: np.ndarray, test_d: np.ndarray, label: str, path: str) -> str:
+    """Overlaid histograms of nearest-training-image distances (the memorisation check)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = np.linspace(0.0, max(sample_d.max(), test_d.max()) * 1.02, 40)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for values, name, color in ((test_d, "test images", "tab:blue"),
+                                (sample_d, label, "tab:orange")):
+        ax.hist(values, bins=bins, alpha=0.55, color=color,
+                label=f"{name} (n={len(values)}, median {np.median(values):.2f})")
+        ax.axvline(np.median(values), color=color, linestyle="--")
+    ax.set_xlabel("L2 distance to the nearest training image (pixels in [0, 1])")
+    ax.set_ylabel("count")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int = 100,
+             seed: int = 0, features: str = "classifier", classifier: str | None = None,
+             real_data: str | None = None, real: bool = False, feature_neighbours: bool = False,
+             command: str = "", progress: bool = True, log=print) -> dict[str, Any]:
+    """Evaluates a run or export folder into `out`; returns the metrics (also metrics.json).
+
+    `real=True` evaluates `num_samples` training images instead of samples (the real-vs-real
+    floor); their nearest-neighbour distances then leave the image itself out.
+    """
+    if num_samples < 2:
+        raise ConfigError(f"--num-samples must be >= 2, got {num_samples}")
+    if batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {batch}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    config = check_source(source_path)
+    data = real_data_config(config.data, real_data)
+    extractor = make_extractor(features, classifier)
+    log(f"real data: {describe_data(data)}")
+    train = load_images(data, "train").astype(np.float32) / 255.0
+    test = load_images(data, "eval").astype(np.float32) / 255.0
+    if len(test) < 2:
+        raise DataError(f"{describe_data(data)} has {len(test)} test image(s); FID needs >= 2")
+    if train.shape[1:] != config.image_shape:
+        raise DataError(f"real images are {train.shape[1:]} but the model makes "
+                        f"{config.image_shape}: pick --real-data of the model's size")
+    source, candidate_ids, seconds = None, None, 0.0
+    if real:
+        if num_samples > len(train):
+            raise ConfigError(f"--real --num-samples {num_samples} exceeds the "
+                              f"{len(train):,} training images")
+        # A stream of its own: the test subset below is then the one of a model's evaluation.
+        candidate_ids = np.random.default_rng([seed, 1]).choice(len(train), num_samples,
+                                                                replace=False)
+        candidates = train[candidate_ids]
+        log(f"real vs real: {num_samples} training images stand in for samples")
+    else:
+        source = open_source(source_path)
+        log(f"sampling {num_samples} images from {source.kind} {source_path} in batches of "
+            f"{batch} (seed {seed})")
+        start = time.time()
+        candidates = generate_samples(source.generate, num_samples, batch, seed, progress)
+        seconds = time.time() - start
+    log(f"features: {extractor.name}")
+    cand_features, cand_probs = extractor(candidates)
+    test_features, _ = extractor(test)
+    splits = max(1, min(10, num_samples // 1000))
+    results: dict[str, Any] = {
+        "source": source_path, "kind": "real" if real else source.kind,
+        "step": None if real else source.step, "command": command,
+        "num_samples": num_samples, "seed": seed, "batch": batch,
+        "sampling_seconds": round(seconds, 1),
+        "sampler": None if real else asdict(config.sample),
+        "features": extractor.name,
+        "real_data": {"description": describe_data(data), "train_images": len(train),
+                      "test_images": len(test)},
+        "fid": {"value": metrics.fid(cand_features, test_features),
+                "num_samples": num_samples, "num_real": len(test), "features": extractor.name,
+                "label": _fid_label(num_samples, len(test), extractor, real)},
+        "kid": {**metrics.kid(cand_features, test_features, seed=seed),
+                "num_samples": num_samples, "num_real": len(test),
+                "features": extractor.name},
+        "inception_score": {**metrics.inception_score(cand_probs, splits),
+                            "num_samples": num_samples, "classes": cand_probs.shape[1],
+                            "features": extractor.name},
+    }
+    log(f"FID {results['fid']['value']:.3f} ({results['fid']['label']})")
+    test_ids = np.random.default_rng(seed).choice(len(test), min(num_samples, len(test)),
+                                                  replace=False)
+    nn_ids, nn_dist = metrics.nearest_neighbours(candidates, train, NEIGHBOURS,
+                                                 exclude=candidate_ids)
+    _, test_dist = metrics.nearest_neighbours(test[test_ids], train, 1)
+    results["memorisation"] = {"space": "pixel L2",
+                               **metrics.memorisation(nn_dist[:, 0], test_dist[:, 0])}
+    if feature_neighbours:
+        train_features, _ = extractor(train)
+        feat_ids, _ = metrics.nearest_neighbours(cand_features, train_features, NEIGHBOURS,
+                                                 exclude=candidate_ids)
+    if source is not None and source.model is not None:
+        results["heldout_loss"] = heldout_dsm_loss(source.model, config)
+    label = "training images (left out of their own search)" if real else "samples"
+    with atomic_path(out, is_dir=True) as tmp:
+        save_grid(candidates[:GRID_IMAGES], os.path.join(tmp, "samples.png"))
+        _neighbour_grid(candidates, train, nn_ids, os.path.join(tmp, "nearest_neighbours.png"))
+        if feature_neighbours:
+            _neighbour_grid(candidates, train, feat_ids,
+                            os.path.join(tmp, "nearest_neighbours_features.png"))
+        _histogram(nn_dist[:, 0], test_dist[:, 0], label, os.path.join(tmp, "distances.png"))
+        with open(os.path.join(tmp, "samples.npz"), "wb") as f:
+            np.savez_compressed(f, images=candidates, seed=seed)
+        atomic_write_text(os.path.join(tmp, "metrics.json"),
+                          json.dumps(results, indent=2) + "\n")
+        atomic_write_text(os.path.join(tmp, "report.md"),
+                          markdown_report(results, feature_neighbours))
+    log(f"wrote {out}/metrics.json and {out}/report.md")
+    return results
+
+
+def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -> str:
+    """report.md: the metrics table (sample count and features beside each FID) and figures."""
+    fid, kid, score = results["fid"], results["kid"], results["inception_score"]
+    mem, real = results["memorisation"], results["real_data"]
+    is_real = results["kind"] == "real"
+    what = ("real training images (the real-vs-real floor)" if is_real else
+            f"{results['kind']} `{results['source']}`"
+            + (f" at step {results['step']}" if results["step"] is not None else ""))
+    sampler = results["sampler"]
+    lines = [f"# Evaluation of {what}", ""]
+    if results["command"]:
+        lines += [f"Command: `{results['command']}`", ""]
+    if sampler:
+        lines.append(f"- Samples: {results['num_samples']:,}, seed {results['seed']}, batches of "
+                     f"{results['batch']}, {results['sampling_seconds']:.0f} s; sampler "
+                     f"{sampler['steps_per_level']} Langevin steps per noise level, step_size "
+                     f"{sampler['step_size']:g} ({sampler['convention']}), denoise "
+                     f"{sampler['denoise']}.")
+    else:
+        lines.append(f"- {results['num_samples']:,} training images (seed {results['seed']}) "
+                     "stand in for samples.")
+    lines += [
+        f"- Real data: {real['description']}: {real['train_images']:,} training images "
+        f"(nearest-neighbour search), {real['test_images']:,} test images (FID/KID reference).",
+        f"- Feature extractor: {results['features']}.",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| FID ({fid['label']}) | {fid['value']:.3f} |",
+        f"| KID x 1000 ({fid['label']}; {kid['subsets']} subsets of {kid['subset_size']}) "
+        f"| {1000 * kid['mean']:.3f} +- {1000 * kid['std']:.3f} |",
+        f"| Inception score ({score['classes']}-class softmax of {score['features']}; "
+        f"{score['num_samples']:,} images, {score['splits']} split(s)) | {score['mean']:.3f}"
+        + (f" +- {score['std']:.3f} |" if score["splits"] > 1 else " |"),
+        f"| median L2 distance to the nearest training image: samples / test images | "
+        f"{mem['samples_to_train']['median']:.3f} / {mem['test_to_train']['median']:.3f} |",
+        f"| fraction of samples nearer than the test images' 1st percentile "
+        f"({mem['test_p1']:.3f}) | {mem['fraction_samples_below_test_p1']:.3f} |",
+    ]
+    heldout = results.get("heldout_loss")
+    if heldout:
+        lines += [f"| held-out DSM loss ({heldout['draws']} noise draws per image; untrained "
+                  f"~{heldout['untrained_reference']:.0f}) | {heldout['loss']:.3f} |",
+                  "", "Held-out DSM loss per noise level:", "", "| level | sigma | loss |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {row['level']} | {row['sigma']:.4f} | {row['loss']:.3f} |"
+                  for row in heldout["per_level"]]
+    lines += ["", "## Samples", "", "![samples](samples.png)", "",
+              "## Nearest training images (L2, pixel space)", "",
+              "Each row: a sample (left), then its nearest training images, nearest first.", "",
+              "![nearest neighbours](nearest_neighbours.png)", ""]
+    if feature_neighbours:
+        lines += ["## Nearest training images in feature space", "",
+                  "![nearest neighbours in feature space](nearest_neighbours_features.png)", ""]
+    lines += ["## Memorisation check", "",
+              "Distance of each sample to its nearest training image, against the same for "
+              "held-out test images: a model that copies its training data puts samples far "
+              "left of the test images.", "", "![distances](distances.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""Evaluate a trained run or an export: FID, KID, Inception score, nearest neighbours, DSM loss.
+
+Examples:
+    python scripts/evaluate.py runs/quick                        # 500 samples -> runs/quick/eval
+    python scripts/evaluate.py saved_models/mnist_quick --num-samples 256 --out /tmp/eval
+    python scripts/evaluate.py runs/quick --real --out runs/real-eval   # real-vs-real floor
+    python scripts/evaluate.py runs/cifar --features inception --real-data ../data/cifar.npz
+Generates --num-samples images with the model's sampler (batches of --batch, a progress bar),
+compares them with the real data of the model's config (--real-data to change it): the test
+split is the FID/KID reference, the training split is searched for nearest neighbours.
+Writes into --out (default RUN_OR_EXPORT/eval, or RUN_OR_EXPORT/eval-real with --real):
+metrics.json, report.md, samples.png, nearest_neighbours.png, distances.png, samples.npz.
+--features classifier (default; --classifier PATH, trained by scripts/train_classifier.py)
+or inception (InceptionV3 with ImageNet weights, downloaded once into ~/.keras/models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from typing import Sequence
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
+
+quiet_tensorflow()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", metavar="RUN_OR_EXPORT",
+                        help="a run folder (fit.py) or an export folder (export.py)")
+    parser.add_argument("--num-samples", type=int, default=500, help="samples (default 500)")
+    parser.add_argument("--batch", type=int, default=100, help="samples per sampler call")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--features", default="classifier", choices=("classifier", "inception"))
+    parser.add_argument("--classifier", help="classifier .keras file (default "
+                                             "saved_models/mnist_classifier.keras)")
+    parser.add_argument("--real-data", help='"embedded", a data folder/file or a tfds name '
+                                            "(default: the model's config)")
+    parser.add_argument("--real", action="store_true",
+                        help="evaluate real training images instead of samples (the floor)")
+    parser.add_argument("--feature-neighbours", action="store_true",
+                        help="also a nearest-neighbour grid in feature space")
+    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from keras_ncsn.evaluation.report import evaluate
+
+    out = args.out or os.path.join(args.source, "eval-real" if args.real else "eval")
+    words = sys.argv[1:] if argv is None else list(argv)
+    evaluate(args.source, out, num_samples=args.num_samples, batch=args.batch, seed=args.seed,
+             features=args.features, classifier=args.classifier, real_data=args.real_data,
+             real=args.real, feature_neighbours=args.feature_neighbours,
+             command=shlex.join(["python", "scripts/evaluate.py", *words]),
+             progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
