@@ -1,0 +1,222 @@
+"""Evaluation: FID/KID/Inception score against known values, nearest neighbours, feature
+extractors (offline), the classifier trainer, and scripts/evaluate.py end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY, load_script
+from keras_ncsn.errors import CheckpointError
+from keras_ncsn.evaluation import features, metrics
+from keras_ncsn.evaluation.report import DEFAULT_CLASSIFIER
+
+evaluate_script, fit = load_script("evaluate"), load_script("fit")
+SHIPPED = os.path.join(REPO, "saved_models", "mnist_quick")
+
+
+# Metrics ------------------------------------------------------------------------------------
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 16)) @ rng.normal(size=(16, 16))
+    assert abs(metrics.fid(x, x)) < 1e-6
+    values = [metrics.fid(x, x + rng.normal(scale=s, size=x.shape)) for s in (0.1, 0.5, 1, 2)]
+    assert values[0] > 0 and all(a < b for a, b in zip(values, values[1:]))
+
+
+def test_fid_matches_the_closed_form_for_diagonal_gaussians():
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    s1, s2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))
+    rotation = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+    got = metrics.fid_from_statistics(rotation @ mu1, rotation @ np.diag(s1) @ rotation.T,
+                                      rotation @ mu2, rotation @ np.diag(s2) @ rotation.T)
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_kid_is_unbiased_on_two_samples_of_one_gaussian():
+    rng = np.random.default_rng(0)
+    estimates = [metrics.mmd2_unbiased(rng.normal(size=(50, 8)), rng.normal(size=(50, 8)))
+                 for _ in range(400)]
+    stderr = np.std(estimates) / np.sqrt(len(estimates))
+    assert abs(np.mean(estimates)) < 3 * stderr
+    # A different distribution is detected, and kid() averages subsets of the two sets.
+    shifted = metrics.kid(rng.normal(size=(200, 8)), rng.normal(0.5, 1, size=(200, 8)),
+                          subsets=10, subset_size=100)
+    assert shifted["mean"] > 20 * stderr and shifted["subset_size"] == 100
+
+
+def test_inception_score_of_a_perfect_classifier_on_uniform_classes_is_the_class_count():
+    labels = np.tile(np.arange(10), 30)
+    certain = np.eye(10)[labels]  # a perfect, certain classifier's probabilities
+    assert metrics.inception_score(certain)["mean"] == pytest.approx(10.0)
+    assert metrics.inception_score(certain, splits=3)["mean"] == pytest.approx(10.0)
+    # Sorted by class, each split holds 3-4 classes: the score is that count, not 10.
+    assert metrics.inception_score(certain[np.argsort(labels)], splits=3)["mean"] < 4.1
+    assert metrics.inception_score(np.full((300, 10), 0.1))["mean"] == pytest.approx(1.0)
+    # ... and of a perfect convolutional classifier constructed by hand, on images that each
+    # light up one of 10 pixels: its softmax is near one-hot on the right class.
+    net = keras.Sequential([keras.Input((2, 5, 1)), keras.layers.Flatten(),
+                            keras.layers.Dense(10, name=features.FEATURE_LAYER),
+                            keras.layers.Dense(10, activation="softmax")])
+    net.layers[1].set_weights([np.eye(10), np.zeros(10)])
+    net.layers[2].set_weights([50 * np.eye(10), np.zeros(10)])
+    images = np.eye(10)[labels].reshape(-1, 2, 5, 1)
+    extractor = features.FeatureExtractor(features._two_outputs(net, features.FEATURE_LAYER),
+                                          "perfect")
+    feats, probs = extractor(images)
+    assert feats.shape == (300, 10) and (probs.argmax(1) == labels).all()
+    assert metrics.inception_score(probs)["mean"] == pytest.approx(10.0, rel=1e-6)
+
+
+def test_nearest_neighbours_of_training_images_are_themselves():
+    from keras_ncsn.config import DataConfig
+    from keras_ncsn.data import load_images
+
+    train = load_images(DataConfig(max_train_images=2000), "train").astype(np.float32) / 255
+    queries = np.random.default_rng(0).choice(len(train), 50, replace=False)
+    ids, dist = metrics.nearest_neighbours(train[queries], train, 3, chunk=16)
+    assert (ids[:, 0] == queries).all() and np.abs(dist[:, 0]).max() < 1e-3
+    assert (np.diff(dist, axis=1) >= 0).all()
+    # Leaving each query out returns its nearest other image: the former second neighbour.
+    left_out, _ = metrics.nearest_neighbours(train[queries], train, 1, exclude=queries)
+    assert (left_out[:, 0] == ids[:, 1]).all()
+
+
+def test_memorisation_flags_copied_samples():
+    rng = np.random.default_rng(0)
+    copied = metrics.memorisation(np.zeros(100), rng.uniform(5, 8, 500))
+    assert copied["fraction_samples_below_test_p1"] == 1.0
+    fresh = metrics.memorisation(rng.uniform(5, 8, 500), rng.uniform(5, 8, 500))
+    assert fresh["fraction_samples_below_test_p1"] < 0.05
+
+
+# Feature extractors --------------------------------------------------------------------------
+
+def test_inception_weights_unavailable_is_a_one_line_error(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com: None -- "
+                        "[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(CheckpointError) as error:
+        features.inception_extractor()
+    message = str(error.value)
+    assert "cannot be downloaded" in message and "\n" not in message
+    assert str(tmp_path) in message and "--features classifier" in message
+
+
+def test_shipped_classifier_features_and_resizing():
+    extractor = features.classifier_extractor(DEFAULT_CLASSIFIER)
+    data = features.load_labelled("embedded")
+    images = data["x_test"][:200, ..., None].astype(np.float32) / 255
+    feats, probs = extractor(images, batch_size=64)
+    assert feats.shape == (200, 128) and probs.shape == (200, 10)
+    assert np.mean(probs.argmax(1) == data["y_test"][:200]) >= 0.98
+    small = extractor.prepare(images[:4, ::2, ::2])  # 14x14 input is resized to 28x28
+    assert small.shape == (4, 28, 28, 1)
+    info = json.load(open(DEFAULT_CLASSIFIER.replace(".keras", ".json")))
+    assert info["test_accuracy"] >= 0.99 and info["test_images"] == 10_000
+
+
+def test_missing_classifier_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="train_classifier.py"):
+        features.classifier_extractor(str(tmp_path / "none.keras"))
+
+
+def test_classifier_trainer_reaches_its_accuracy_on_a_quick_config(tmp_path):
+    """Two epochs on 4,000 embedded digits: >= 90% (93% measured). The full recipe reaches
+    >= 99% (saved_models/mnist_classifier.json), checked by the slow test below."""
+    data = features.load_labelled("embedded")
+    data = {**data, "x_train": data["x_train"][:4000], "y_train": data["y_train"][:4000]}
+    model, accuracy = features.train_classifier(data, epochs=2, batch_size=64)
+    assert accuracy >= 0.90
+    path = str(tmp_path / "c.keras")
+    features.save_classifier(model, path, {"test_accuracy": accuracy})
+    assert os.path.getsize(path) < 1_000_000
+    assert features.classifier_extractor(path)(data["x_test"][:5, ..., None] / 255)[0].shape \
+        == (5, 128)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, epochs, minimum", [("mnist", 4, 0.99),
+                                                   ("fashion_mnist", 8, 0.90)])
+def test_classifier_script_reaches_the_required_accuracy(tmp_path, capsys, name, epochs,
+                                                         minimum):
+    folder = os.path.join(REPO, os.pardir, "shared", "data", name)
+    if not os.path.isdir(folder):
+        pytest.skip(f"no {name} IDX files at {folder}")
+    script = load_script("train_classifier")
+    out = str(tmp_path / f"{name}.keras")
+    code = script.run_main(script.main, ["--data-dir", folder, "--epochs", str(epochs), "--out", out,
+                                         "--min-accuracy", str(minimum), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+
+
+# scripts/evaluate.py ---------------------------------------------------------------------------
+
+def _evaluate(capsys, *args: str) -> tuple[int, str, str]:
+    code = evaluate_script.run_main(evaluate_script.main, ["--no-progress", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _check_report(out: str, num_samples: int) -> dict:
+    found = json.load(open(os.path.join(out, "metrics.json")))
+    assert found["num_samples"] == num_samples and found["fid"]["num_samples"] == num_samples
+    assert np.isfinite(found["fid"]["value"]) and np.isfinite(found["kid"]["mean"])
+    assert 1.0 <= found["inception_score"]["mean"] <= 10.0
+    report = open(os.path.join(out, "report.md")).read()
+    assert f"FID ({num_samples:,} " in report and " test images, classifier " in report
+    for name in ("samples.png", "nearest_neighbours.png", "distances.png", "samples.npz"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    return found
+
+
+@pytest.mark.slow
+def test_evaluate_a_tiny_run_and_the_real_floor(tmp_path, capsys):
+    """Trains an 8x8 run (images resized to 28x28 for the classifier) and evaluates it."""
+    run = str(tmp_path / "run")
+    small = TINY + ["data.image_size=8", "data.center_crop=28"]
+    assert fit.run_main(fit.main, ["--no-progress", "--out", run,
+                                   *[a for s in small for a in ("--set", s)]]) == 0
+    code, stdout, err = _evaluate(capsys, run, "--num-samples", "6", "--batch", "4",
+                                  "--out", str(tmp_path / "eval"), "--feature-neighbours")
+    assert code == 0, err
+    found = _check_report(str(tmp_path / "eval"), 6)
+    assert found["kind"] == "run" and found["step"] == 4
+    assert len(found["heldout_loss"]["per_level"]) == 3
+    assert found["real_data"]["train_images"] == 64 and "FID" in stdout
+    assert os.path.isfile(tmp_path / "eval" / "nearest_neighbours_features.png")
+    code, _, err = _evaluate(capsys, run, "--real", "--num-samples", "8")
+    assert code == 0, err
+    floor = _check_report(os.path.join(run, "eval-real"), 8)
+    assert floor["kind"] == "real" and floor["memorisation"]["samples_to_train"]["min"] > 0
+
+
+def test_evaluate_the_shipped_export(tmp_path, capsys):
+    out = str(tmp_path / "eval")
+    code, _, err = _evaluate(capsys, SHIPPED, "--num-samples", "4", "--batch", "4",
+                             "--out", out)
+    assert code == 0, err
+    found = _check_report(out, 4)
+    assert found["kind"] == "export" and "heldout_loss" not in found
+    assert found["real_data"]["test_images"] == 1000
+
+
+@pytest.mark.parametrize("args, words", [
+    (["{missing}"], "does not exist"),
+    ([SHIPPED, "--num-samples", "0"], "--num-samples must be >= 2"),
+    ([SHIPPED, "--seed", "-1"], "--seed must be >= 0"),
+    ([SHIPPED, "--classifier", "{missing}"], "train_classifier.py"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, capsys, args, words):
+    missing = str(tmp_path / "missing")
+    code, _, err = _evaluate(capsys, *[a.format(missing=missing) for a in args])
+    assert code == 2 and words in err and err.count("\n") == 1
