@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from keras_ncsn.data import EMBEDDED_PATH, read_idx
 from keras_ncsn.errors import CheckpointError, DataError
+from keras_ncsn.io import atomic_path, atomic_write_text
 
 FEATURE_LAYER = "features"
 CLASSIFIER_SHAPE = (28, 28, 1)
@@ -166,8 +167,6 @@ def train_classifier(data: dict[str, np.ndarray], *, epochs: int, batch_size: in
 
 def save_classifier(model: keras.Model, path: str, info: dict[str, Any]) -> None:
     """Writes the classifier without optimizer state (small) and `info` as PATH.json."""
-    from keras_ncsn.io import atomic_path, atomic_write_text
-
     with atomic_path(path) as tmp:
         keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
     atomic_write_text(os.path.splitext(path)[0] + ".json", json.dumps(info, indent=2) + "\n")
