@@ -166,11 +166,21 @@ class NCSN(keras.Model):
         return [self.loss_tracker, *self.level_trackers]
 
     def _objective(self, data, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Per-sample losses of `objective` with one uniformly drawn noise level per sample."""
+        """Per-sample losses of `objective` with one uniformly drawn noise level per sample.
+
+        Under `tf.distribute` `data` is this replica's share of the global batch, and the
+        random draws are made for the whole global batch and cut to that share: replicas
+        get independent noise (their seed generators are in step), and a step draws the
+        same numbers for each image whatever the replica count.
+        """
         x = tf.cast(data[0] if isinstance(data, (tuple, list)) else data, tf.float32)
-        levels = keras.random.randint((tf.shape(x)[0],), 0, self.num_levels,
-                                      seed=self.seed_generator, dtype="int32")
-        noise = keras.random.normal(tf.shape(x), seed=self.seed_generator)
+        count, index = _replica_position()
+        local = tf.shape(x)[0]
+        share = slice(index * local, (index + 1) * local)
+        global_shape = tf.concat([[local * count], tf.shape(x)[1:]], 0)
+        levels = keras.random.randint((local * count,), 0, self.num_levels,
+                                      seed=self.seed_generator, dtype="int32")[share]
+        noise = keras.random.normal(global_shape, seed=self.seed_generator)[share]
 
         def score_fn(xt: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
             return self((xt, y), training=training)
@@ -178,16 +188,26 @@ class NCSN(keras.Model):
         if self.objective == "dsm":
             per_sample = dsm_per_sample(score_fn, x, self.sigmas, levels, noise)
         else:
-            projections = random_projections(tf.shape(x), "gaussian", self.seed_generator)
+            projections = random_projections(global_shape, "gaussian",
+                                             self.seed_generator)[share]
             per_sample = annealed_ssm_per_sample(score_fn, x, self.sigmas, levels, noise,
                                                  projections, self.objective == "ssm_vr")
         return tf.reduce_mean(per_sample), per_sample, levels
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            loss, _, _ = self._objective(data, training=True)
-            scaled_loss = self.optimizer.scale_loss(loss)
+            loss, per_sample, _ = self._objective(data, training=True)
+            # Sum over this replica's images / global batch size: the optimizer sums the
+            # replicas' gradients, so that sum is the global-batch mean's gradient for any
+            # replica count (with one replica this is `loss`).
+            global_batch = tf.shape(per_sample)[0] * _replica_position()[0]
+            share = tf.reduce_sum(per_sample) / tf.cast(global_batch, per_sample.dtype)
+            scaled_loss = self.optimizer.scale_loss(share)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        # CIN++ reads its tables with tf.gather, so their gradients are IndexedSlices, which
+        # the optimizer densifies anyway; dense here, they all-reduce over replicas in one
+        # batch instead of one all-gather each (minutes of tracing for a mirrored step).
+        gradients = [tf.convert_to_tensor(g) for g in gradients]
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
@@ -204,6 +224,15 @@ class NCSN(keras.Model):
                 "sigmas": [float(s) for s in keras.ops.convert_to_numpy(self.sigmas)],
                 "ngf": self.ngf, "scale_by_sigma": self.scale_by_sigma, "seed": self.seed,
                 "objective": self.objective}
+
+
+def _replica_position() -> tuple[int | tf.Tensor, int | tf.Tensor]:
+    """(replicas in sync, this replica's index) of the running `tf.distribute` step; (1, 0)
+    outside one."""
+    replica = tf.distribute.get_replica_context()
+    if replica is None:  # cross-replica context: the whole batch is here
+        return 1, 0
+    return replica.num_replicas_in_sync, replica.replica_id_in_sync_group
 
 
 def build_model(config: Config) -> NCSN:
