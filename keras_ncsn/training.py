@@ -19,11 +19,14 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_ncsn.callbacks import (AtomicCheckpoint, ProgressAndLog, RaiseOnNaN, SampleGrid,
                                   StopAtStep, global_step, list_checkpoints, restore_latest)
 from keras_ncsn.config import CONFIG_FILE, Config, load_config, save_config
 from keras_ncsn.data import make_datasets
+from keras_ncsn.distribute import (check_global_batch, check_same_step, describe, is_chief,
+                                   shard_by_data)
 from keras_ncsn.errors import CheckpointError, ConfigError
 from keras_ncsn.io import atomic_write_text
 from keras_ncsn.model import NCSN, build_model, compile_model, count_trainable_parameters
@@ -98,53 +101,66 @@ class TrainResult:
     grid: str
 
 
-def train(config: Config, out_dir: str, *, progress: bool = True,
-          log=print) -> TrainResult:
-    """Trains `config` in `out_dir`, resuming from its newest checkpoint if there is one."""
+def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
+          strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+    """Trains `config` in `out_dir`, resuming from its newest checkpoint if there is one.
+
+    With a `strategy` (`distribute.make_strategy`) the model is built under its scope and
+    train.batch_size is the global batch, split over its replicas; only the chief writes
+    files, and in a multi-worker run `out_dir` must be a folder all workers share.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
     paths = RunPaths(out_dir)
     config_path = os.path.join(out_dir, CONFIG_FILE)
     if os.path.exists(config_path):
         check_compatible(load_config(config_path), config, out_dir)
     train_cfg = config.train
+    check_global_batch(train_cfg.batch_size, strategy)
     # Data first: a bad data path fails in a second, not after building the model. The
     # stream is seeded by the step training resumes from, so a resumed run sees new batches.
     saved = list_checkpoints(paths.checkpoints)
     train_data, eval_data = make_datasets(config.data, train_cfg.batch_size,
                                           seed=train_cfg.seed + (saved[-1][0] if saved else 0))
-    model = compile_model(build_model(config), train_cfg)
+    with strategy.scope():
+        model = compile_model(build_model(config), train_cfg)
+    log(f"strategy: {describe(strategy)}, global batch {train_cfg.batch_size}")
     log(f"model: CondRefineNetDilated ngf={config.model.ngf}, "
         f"{count_trainable_parameters(model):,} trainable parameters "
         f"({config.noise.num_levels} noise levels, images {config.image_shape})")
     log(f"output folder: {os.path.abspath(out_dir)}")
-    os.makedirs(paths.logs, exist_ok=True)
-    save_config(config, out_dir)
+    if chief:
+        os.makedirs(paths.logs, exist_ok=True)
+        save_config(config, out_dir)
     start = restore_latest(model, paths.checkpoints)
+    check_same_step(strategy, start)
     if start:
         log(f"resuming from step {start} ({paths.checkpoints})")
     grid = SampleGrid(paths.samples, config.sample, config.sample.grid_every)
     grid.set_model(model)
     if start < train_cfg.steps:
         chunk = min(train_cfg.log_every, train_cfg.steps)
+        writers = [
+            AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
+                             train_cfg.steps, train_cfg.keep_checkpoints),
+            ProgressAndLog(train_cfg.steps, os.path.join(paths.logs, "train.csv"),
+                           show=progress),
+            keras.callbacks.TensorBoard(os.path.join(paths.logs, "tensorboard"),
+                                        update_freq="epoch"),
+            grid,
+        ] if chief else []
         model.fit(
-            train_data, epochs=math.ceil(train_cfg.steps / chunk), steps_per_epoch=chunk,
-            initial_epoch=start // chunk, verbose=0, shuffle=False,
-            callbacks=[
-                RaiseOnNaN(paths.checkpoints),
-                AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
-                                 train_cfg.steps, train_cfg.keep_checkpoints),
-                StopAtStep(train_cfg.steps),
-                ProgressAndLog(train_cfg.steps, os.path.join(paths.logs, "train.csv"),
-                               show=progress),
-                keras.callbacks.TensorBoard(os.path.join(paths.logs, "tensorboard"),
-                                            update_freq="epoch"),
-                grid,
-            ])
+            shard_by_data(train_data), epochs=math.ceil(train_cfg.steps / chunk),
+            steps_per_epoch=chunk, initial_epoch=start // chunk, verbose=0, shuffle=False,
+            callbacks=[RaiseOnNaN(paths.checkpoints), StopAtStep(train_cfg.steps), *writers])
     else:
         log(f"run already trained to step {start} (train.steps={train_cfg.steps}); "
             "raise --steps to train longer")
         use_ema_weights(model)
-    heldout = heldout_loss(model, eval_data, train_cfg.eval_draws)
+    heldout = heldout_loss(model, shard_by_data(eval_data), train_cfg.eval_draws)
     heldout["step"] = global_step(model)
+    if not chief:
+        return TrainResult(model, paths, start, global_step(model), heldout, "")
     atomic_write_text(paths.heldout, json.dumps(heldout, indent=2) + "\n")
     log(f"sampling {config.sample.num_images} images for the sample grid")
     grid_path = grid.write(global_step(model), progress=progress)
