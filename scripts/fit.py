@@ -5,7 +5,11 @@ Examples:
     python scripts/fit.py --config mnist --data-dir ../shared/data/mnist --steps 20
     python scripts/fit.py --config cifar10 --set train.jit_compile=true --out runs/cifar10
     python scripts/fit.py --resume runs/quick --steps 4000  # continue a run for longer
+    python scripts/fit.py --config cifar10 --strategy mirrored   # all GPUs of this machine
+    python scripts/fit.py --config cifar10 --strategy tpu --tpu grpc://10.0.0.2:8470
 Re-running the same command after an interruption continues from the last checkpoint.
+train.batch_size is the global batch, split over the replicas. For several machines set
+TF_CONFIG on each and run the same command with --strategy multi_worker (see README).
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="run folder (default: runs/<preset name>)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR with its saved config")
+    parser.add_argument("--strategy", default="auto",
+                        help="tf.distribute strategy: auto (default), one_device, mirrored, "
+                             "multi_worker (needs TF_CONFIG) or tpu")
+    parser.add_argument("--tpu", metavar="ADDRESS",
+                        help="TPU address (grpc://host:port) or Cloud TPU name; implies tpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -42,6 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from keras_ncsn.config import get_config
+    from keras_ncsn.distribute import is_chief, make_strategy
     from keras_ncsn.training import format_heldout, train
 
     overrides = list(args.overrides)
@@ -51,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides.append(f"{key}={value}")
     config = get_config(args.resume or args.config, overrides)
     out = args.resume or args.out or os.path.join("runs", config.name)
-    result = train(config, out, progress=not args.no_progress)
+    strategy = make_strategy(args.strategy, args.tpu)
+    result = train(config, out, progress=not args.no_progress and is_chief(strategy),
+                   strategy=strategy)
     print(format_heldout(result.heldout))
     print(f"done: step {result.final_step}; run folder {os.path.abspath(out)}")
     return 0

@@ -5,6 +5,9 @@ Examples:
     python scripts/sample.py runs/quick --num-images 16 --seed 3 --out /tmp/s
     python scripts/sample.py runs/quick --strip 30 --gif     # + noise-to-image evolution
     python scripts/sample.py runs/quick --set sample.convention=paper --set sample.step_size=4e-5
+    python scripts/sample.py runs/cifar10 --num-images 50000 --strategy mirrored  # all GPUs
+With several replicas (--strategy, or auto on several GPUs) each draws its share of the
+images from its own seed stream; the images then depend on the seed and the replica count.
 Writes grid.png and samples.npz (images float32 [N, H, W, C] in [0, 1], seed, step and the
 sample config as JSON); with --strip K, strip.png (one row per image, the state every K
 Langevin steps from the initial noise to the result); with --gif, evolution.gif.
@@ -44,6 +47,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--gif", action="store_true",
                         help="also write evolution.gif (frames every K steps of --strip, "
                              "else one per noise level)")
+    parser.add_argument("--strategy", default="auto",
+                        help="tf.distribute strategy: auto (default), one_device, mirrored, "
+                             "multi_worker (needs TF_CONFIG) or tpu")
+    parser.add_argument("--tpu", metavar="ADDRESS",
+                        help="TPU address (grpc://host:port) or Cloud TPU name; implies tpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -76,6 +84,7 @@ def evolution(initial: np.ndarray, snapshots: np.ndarray, final: np.ndarray) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from keras_ncsn.config import override
+    from keras_ncsn.distribute import is_chief, make_strategy, sample_distributed
     from keras_ncsn.errors import ConfigError
     from keras_ncsn.images import save_gif, save_grid, save_strip
     from keras_ncsn.io import atomic_path
@@ -88,17 +97,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                           f"got {args.strip}")
     config = check_run(args.run_dir)
     sample = override(config, overrides).sample
-    _, model, step = load_run(args.run_dir)
+    strategy = make_strategy(args.strategy, args.tpu)
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1 and (args.strip or args.gif):
+        raise ConfigError("--strip and --gif sample on one device: use --strategy one_device")
+    with strategy.scope():
+        _, model, step = load_run(args.run_dir)
     snapshot_every = args.strip or (sample.steps_per_level if args.gif else 0)
     options = {**sample_options(sample), "snapshot_every": snapshot_every}
     out = args.out or RunPaths(args.run_dir).samples
     print(f"sampling {sample.num_images} images from {os.path.abspath(args.run_dir)} at step "
           f"{step}: {config.noise.num_levels} noise levels x {sample.steps_per_level} steps "
-          f"(seed {sample.seed})")
-    result = model.sample(sample.num_images, seed=sample.seed,
-                          progress=not args.no_progress, **options)
+          f"(seed {sample.seed}, {replicas} replica(s))")
+    progress = not args.no_progress and is_chief(strategy)
+    if replicas > 1:
+        result = sample_distributed(model, sample.num_images, sample.seed, strategy,
+                                    progress=progress, **options)
+    else:
+        result = model.sample(sample.num_images, seed=sample.seed, progress=progress,
+                              **options)
     images, snapshots = result if snapshot_every else (result, None)
     images = images.numpy()
+    if not is_chief(strategy):
+        return 0
     written = [save_grid(images, os.path.join(out, "grid.png"))]
     npz = os.path.join(out, "samples.npz")
     with atomic_path(npz) as tmp, open(tmp, "wb") as f:
