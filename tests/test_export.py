@@ -1,0 +1,280 @@
+"""Serving exports: the shipped pretrained model (fast) and a tiny run exported end to end (slow).
+
+The fast tests use saved_models/mnist_quick as shipped: SavedModel in a Python that cannot
+import keras_ncsn, ONNX Runtime without TensorFlow, and one-line errors on damaged copies.
+The slow ones train and export an 8x8 run once per module (the ONNX conversion alone takes
+minutes on a 2-core CPU) and compare every runtime with the Keras model it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, TINY, load_script
+from keras_ncsn.config import get_config
+from keras_ncsn.errors import ExportError
+from keras_ncsn.export import load_export, training_command
+from keras_ncsn.onnx_runtime import REQUIRED_FILES, OnnxExport
+from keras_ncsn.sampling import sample_options
+from keras_ncsn.training import load_run
+
+fit, export_script, onnx_sample = (load_script("fit"), load_script("export"),
+                                   load_script("onnx_sample"))
+SHIPPED = os.path.join(REPO, "saved_models", "mnist_quick")
+SMALL = TINY + ["data.image_size=8", "data.center_crop=28"]
+SHAPE = (8, 8, 1)
+
+
+def _fresh_python(code: str, cwd: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _last_json_line(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _assert_scores_match(actual: np.ndarray, expected: np.ndarray, sigmas: np.ndarray,
+                         levels: np.ndarray) -> None:
+    """sigma_i * score agrees within 1e-4: scores reach ~1/sigma_L (~100 here), where float32
+    rounding of the same network in two runtimes differs by ~1e-4 in absolute terms."""
+    weight = sigmas[levels].reshape(-1, 1, 1, 1)
+    assert np.abs(weight * (actual - expected)).max() <= 1e-4
+    assert np.abs(actual - expected).max() <= 1e-5 * max(1.0, np.abs(expected).max())
+
+
+# The shipped pretrained model --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_export(SHIPPED)
+
+
+def test_shipped_saved_model_samples_without_keras_ncsn_and_reproducibly(shipped, tmp_path):
+    result = _fresh_python(f"""
+        import importlib.abc, json, os, sys
+
+        class Refuse(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "keras_ncsn":
+                    raise ImportError("keras_ncsn must not be needed")
+
+        sys.meta_path.insert(0, Refuse())
+        sys.path = [p for p in sys.path if os.path.abspath(p or ".") != {REPO!r}]
+        import tensorflow as tf
+        loaded = tf.saved_model.load({os.path.join(SHIPPED, "saved_model")!r})
+        images = loaded.sample(num_images=2, seed=5).numpy()
+        default = loaded.signatures["serving_default"](num_images=tf.constant(2),
+                                                       seed=tf.constant(5, tf.int64))
+        assert "keras_ncsn" not in sys.modules
+        print(json.dumps({{"images": images.tolist(),
+                           "default": list(default.values())[0].numpy().tolist()}}))
+    """, str(tmp_path))
+    output = {k: np.array(v, np.float32) for k, v in _last_json_line(result).items()}
+    images = output["images"]
+    assert images.shape == (2, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
+    assert images.std() > 0.05  # not a blank or constant batch
+    np.testing.assert_array_equal(output["default"], images)  # serving_default = sample, again
+    np.testing.assert_array_equal(shipped.sample(num_images=2, seed=5).numpy(), images)  # reload
+    assert not np.array_equal(shipped.sample(num_images=2, seed=6).numpy(), images)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_shipped_score_saved_model_matches_onnx(shipped, batch):
+    rng = np.random.default_rng(batch)
+    x = rng.random((batch, 28, 28, 1), dtype=np.float32)
+    levels = rng.integers(0, 10, batch).astype(np.int32)
+    from_saved = shipped.score(x=tf.constant(x), level_index=tf.constant(levels)).numpy()
+    _assert_scores_match(OnnxExport(SHIPPED).score(x, levels), from_saved,
+                         shipped.sigmas().numpy(), levels)
+
+
+def test_shipped_numpy_and_onnx_samplers_agree():
+    onnx = OnnxExport(SHIPPED)
+    images = onnx.sample(2, seed=1, sampler="numpy")
+    assert images.shape == (2, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
+    np.testing.assert_allclose(onnx.sample(2, seed=1, sampler="onnx"), images, atol=1e-4)
+
+
+def _onnx_sample_without_tensorflow(folder: str, cwd: str, *args: str):
+    return _fresh_python(f"""
+        import sys
+        import keras_ncsn
+        assert "tensorflow" not in sys.modules
+        sys.path.insert(0, {os.path.join(REPO, "scripts")!r})
+        import onnx_sample
+        code = onnx_sample.run_main(onnx_sample.main, [{folder!r}, *{list(args)!r}])
+        assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+        sys.exit(code)
+    """, cwd)
+
+
+@pytest.mark.parametrize("sampler", ["numpy", "onnx"])
+def test_shipped_onnx_sample_script_imports_no_tensorflow(tmp_path, sampler):
+    from PIL import Image
+
+    result = _onnx_sample_without_tensorflow(SHIPPED, str(tmp_path), "--sampler", sampler,
+                                             "--num-images", "4", "--seed", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(tmp_path / "onnx_samples.png") as image:  # the default --out
+        assert image.size == (2 + 2 * 30, 2 + 2 * 30)
+
+
+def test_shipped_model_card_and_size():
+    card = open(os.path.join(SHIPPED, "MODEL_CARD.md"), encoding="utf-8").read()
+    for words in ("`python scripts/fit.py`", "Steps: 800", "held-out DSM loss",
+                  "2-core CPU", "![samples](samples.png)"):
+        assert words in card
+    total = sum(os.path.getsize(os.path.join(folder, name))
+                for folder, _, names in os.walk(SHIPPED) for name in names)
+    assert total <= 25 * 2**20
+    ignored = subprocess.run(["git", "check-ignore", "-q", SHIPPED], cwd=REPO)
+    assert ignored.returncode == 1  # 1: not ignored, so it is committed with the code
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("missing", "does not exist (write one with scripts/export.py"),
+    ("interrupted", "still running or was interrupted"),
+    ("no_score", "is incomplete (missing score.onnx)"),
+    ("no_variables", "is incomplete (missing saved_model/variables/variables.index)"),
+    ("truncated_sampler", "cannot load"),
+])
+def test_bad_export_folder_gives_one_line_error(tmp_path, capsys, damage, words):
+    folder = tmp_path / "model"
+    if damage == "interrupted":
+        (tmp_path / ".tmp-model-abc123").mkdir()
+    elif damage != "missing":
+        shutil.copytree(SHIPPED, folder)
+        if damage == "no_score":
+            os.remove(folder / "score.onnx")
+        elif damage == "no_variables":
+            os.remove(folder / "saved_model" / "variables" / "variables.index")
+        else:
+            with open(folder / "sampler.onnx", "r+b") as f:
+                f.truncate(1000)
+    args = [str(folder), "--sampler", "onnx", "--num-images", "1", "--out",
+            str(tmp_path / "grid.png")]
+    assert onnx_sample.run_main(onnx_sample.main, args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1
+    if damage != "truncated_sampler":
+        with pytest.raises(ExportError, match="export folder"):
+            load_export(str(folder))
+
+
+def test_export_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
+    args = [str(tmp_path / "no_run"), "--out", str(tmp_path / "out")]
+    assert export_script.run_main(export_script.main, args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and err.count("\n") == 1
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_training_command_rebuilds_the_fit_command():
+    assert training_command(get_config("quick")) == "python scripts/fit.py"
+    assert training_command(get_config("mnist", ["train.steps=5"])) == \
+        "python scripts/fit.py --config mnist --set train.steps=5"
+
+
+# A tiny run exported end to end ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("run") / "run")
+    args = [arg for item in SMALL for arg in ("--set", item)]
+    assert fit.main(["--no-progress", *args, "--steps", "2", "--out", out]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("export") / "tiny")
+    assert export_script.main([run, "--out", out, "--note", "a test export"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def keras_run(run):
+    config, model, _ = load_run(run)
+    return config, model
+
+
+@pytest.mark.slow
+def test_export_folder_contents(exported):
+    for name in REQUIRED_FILES + ("MODEL_CARD.md", "samples.png"):
+        assert os.path.isfile(os.path.join(exported, name)), name
+    assert not [n for n in os.listdir(os.path.dirname(exported)) if n.startswith(".tmp-")]
+    card = open(os.path.join(exported, "MODEL_CARD.md"), encoding="utf-8").read()
+    for words in ("held-out DSM loss", "a test export", "Steps: 2", "--set model.ngf=4",
+                  "--set data.image_size=8", "grid-00000002.png"):
+        assert words in card
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 5])
+def test_score_of_saved_model_and_onnx_match_keras(keras_run, exported, batch):
+    _, model = keras_run
+    rng = np.random.default_rng(batch)
+    x = rng.random((batch, *SHAPE), dtype=np.float32)
+    levels = rng.integers(0, 3, batch).astype(np.int32)
+    expected = model.score(tf.constant(x), tf.constant(levels)).numpy()
+    loaded = load_export(exported)
+    sigmas = loaded.sigmas().numpy()
+    np.testing.assert_allclose(sigmas, [5.0, 0.31622776, 0.02], rtol=1e-6)
+    from_saved = loaded.score(x=tf.constant(x), level_index=tf.constant(levels)).numpy()
+    _assert_scores_match(from_saved, expected, sigmas, levels)
+    _assert_scores_match(OnnxExport(exported).score(x, levels), expected, sigmas, levels)
+
+
+@pytest.mark.slow
+def test_saved_model_sample_is_the_keras_sampler(keras_run, exported):
+    config, model = keras_run
+    loaded = load_export(exported)
+    images = loaded.sample(num_images=2, seed=3).numpy()
+    assert images.shape == (2, *SHAPE) and images.min() >= 0 and images.max() <= 1
+    np.testing.assert_array_equal(loaded.sample(num_images=2, seed=3).numpy(), images)
+    keras_images = model.sample(2, seed=3, **sample_options(config.sample)).numpy()
+    np.testing.assert_allclose(images, keras_images, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_saved_model_inpaint_keeps_observed_pixels(exported):
+    images = np.random.default_rng(0).random((2, *SHAPE), dtype=np.float32)
+    mask = np.ones((1, 8, 8, 1), np.float32)
+    mask[:, 4:] = 0
+    out = load_export(exported).inpaint(images=images, mask=mask, seed=1).numpy()
+    np.testing.assert_array_equal(out[:, :4], images[:, :4])
+    assert not np.array_equal(out[:, 4:], images[:, 4:])
+
+
+@pytest.mark.slow
+def test_onnx_and_numpy_samplers_replay_the_tensorflow_sampler(keras_run, exported):
+    config, model = keras_run
+    sampler = model.sampler(**sample_options(config.sample))
+    seed, shape = 11, (2, *SHAPE)
+    x0 = sampler.init_state(shape, seed)
+    noise = np.stack([sampler.step_noise(shape, seed, k).numpy()
+                      for k in range(sampler.num_steps)])
+    drawn = sampler.compiled_loop()(x0, tf.constant(seed, tf.int64), tf.constant(0),
+                                    tf.constant(sampler.num_levels)).numpy()
+    given = sampler.given_noise_loop()(x0, noise, tf.constant(0)).numpy()
+    np.testing.assert_allclose(given, drawn, atol=1e-6)
+    onnx = OnnxExport(exported)
+    for name in ("numpy", "onnx"):
+        np.testing.assert_allclose(onnx.langevin(x0.numpy(), noise, 0, name), drawn,
+                                   atol=1e-4, err_msg=name)
+    T, x = sampler.steps_per_level, x0.numpy()  # level by level, as OnnxExport.sample runs
+    for level in range(sampler.num_levels):
+        x = onnx.langevin(x, noise[level * T:(level + 1) * T], level, "onnx")
+    np.testing.assert_allclose(x, drawn, atol=1e-4)
