@@ -106,18 +106,18 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.S
             name = "mirrored"
         else:
             return tf.distribute.get_strategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy((gpus or tf.config.list_logical_devices("CPU"))[0].name)
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy(
-            [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))])
-    if name == "multi_worker":
+    if name == "multi_worker":  # before anything starts TensorFlow's runtime
         if not _tf_config_tasks():
             raise ConfigError("--strategy multi_worker needs the TF_CONFIG environment variable "
                               "(the cluster's addresses and this task; see README)")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    return _tpu_strategy(tpu)
+    if name == "tpu":
+        return _tpu_strategy(tpu)
+    devices = [d.name for d in (tf.config.list_logical_devices("GPU")
+                                or tf.config.list_logical_devices("CPU"))]
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    return tf.distribute.MirroredStrategy(devices)
 
 
 def split_cpu(count: int) -> None:
@@ -180,8 +180,11 @@ def _replica_seed(seed: tf.Tensor) -> tf.Tensor:
     """This replica's sampling seed: stream (seed, replica id), a pure function of both."""
     replica = tf.distribute.get_replica_context().replica_id_in_sync_group
     key = tf.stack([tf.cast(seed, tf.int64), tf.constant(_REPLICA_SEED_STREAM, tf.int64)])
-    return tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64),
-                                                    alg="philox")[0]
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64),
+                                                   alg="philox")
+    # One int64 drawn from the folded key (fold_in changes only one of the key's halves).
+    return tf.random.stateless_uniform([], key, minval=None, maxval=None, dtype=tf.int64,
+                                       alg="philox")
 
 
 def sample_distributed(model: keras.Model, num_images: int, seed: int,
