@@ -210,14 +210,14 @@ class NCSN(keras.Model):
         gradients = [tf.convert_to_tensor(g) for g in gradients]
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        return _step_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data):
         loss, per_sample, levels = self._objective(data, training=False)
         self.loss_tracker.update_state(per_sample)
         for i, tracker in enumerate(self.level_trackers):
             tracker.update_state(per_sample, sample_weight=tf.cast(tf.equal(levels, i), tf.float32))
-        return {m.name: m.result() for m in self.metrics}
+        return _step_logs({m.name: m.result() for m in self.metrics})
 
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape),
@@ -233,6 +233,14 @@ def _replica_position() -> tuple[int | tf.Tensor, int | tf.Tensor]:
     if replica is None:  # cross-replica context: the whole batch is here
         return 1, 0
     return replica.num_replicas_in_sync, replica.replica_id_in_sync_group
+
+
+def _step_logs(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """A step's metric results, each [1] under multi-worker training: Keras 3.15 reduces a
+    multi-worker step's outputs with strategy.reduce(MEAN, axis=0), which needs an axis."""
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
 
 
 def build_model(config: Config) -> NCSN:
