@@ -18,11 +18,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, load_script
+from conftest import REPO, SMALL, load_script, set_args
 from keras_ncsn.callbacks import list_checkpoints
 
-SMALL = TINY + ["data.image_size=8", "data.center_crop=28"]
-SMALL_ARGS = [arg for item in SMALL for arg in ("--set", item)]
+SMALL_ARGS = set_args(SMALL)
 fit = load_script("fit")
 sample_script = load_script("sample")
 

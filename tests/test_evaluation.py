@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, load_script
+from conftest import REPO, SMALL, load_script, set_args
 from keras_ncsn.errors import CheckpointError
 from keras_ncsn.evaluation import features, metrics
 from keras_ncsn.evaluation.report import DEFAULT_CLASSIFIER
@@ -183,9 +183,7 @@ def _check_report(out: str, num_samples: int) -> dict:
 def test_evaluate_a_tiny_run_and_the_real_floor(tmp_path, capsys):
     """Trains an 8x8 run (images resized to 28x28 for the classifier) and evaluates it."""
     run = str(tmp_path / "run")
-    small = TINY + ["data.image_size=8", "data.center_crop=28"]
-    assert fit.run_main(fit.main, ["--no-progress", "--out", run,
-                                   *[a for s in small for a in ("--set", s)]]) == 0
+    assert fit.run_main(fit.main, ["--no-progress", "--out", run, *set_args(SMALL)]) == 0
     code, stdout, err = _evaluate(capsys, run, "--num-samples", "6", "--batch", "4",
                                   "--out", str(tmp_path / "eval"), "--feature-neighbours")
     assert code == 0, err

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, TINY, load_script
+from conftest import REPO, SMALL, load_script, set_args
 from keras_ncsn.config import get_config
 from keras_ncsn.errors import ExportError
 from keras_ncsn.export import load_export, training_command
@@ -30,7 +30,6 @@ from keras_ncsn.training import load_run
 fit, export_script, onnx_sample = (load_script("fit"), load_script("export"),
                                    load_script("onnx_sample"))
 SHIPPED = os.path.join(REPO, "saved_models", "mnist_quick")
-SMALL = TINY + ["data.image_size=8", "data.center_crop=28"]
 SHAPE = (8, 8, 1)
 
 
@@ -192,8 +191,7 @@ def test_training_command_rebuilds_the_fit_command():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("run") / "run")
-    args = [arg for item in SMALL for arg in ("--set", item)]
-    assert fit.main(["--no-progress", *args, "--steps", "2", "--out", out]) == 0
+    assert fit.main(["--no-progress", *set_args(SMALL), "--steps", "2", "--out", out]) == 0
     return out
 
 
@@ -253,7 +251,8 @@ def test_saved_model_inpaint_keeps_observed_pixels(exported):
     images = np.random.default_rng(0).random((2, *SHAPE), dtype=np.float32)
     mask = np.ones((1, 8, 8, 1), np.float32)
     mask[:, 4:] = 0
-    out = load_export(exported).inpaint(images=images, mask=mask, seed=1).numpy()
+    loaded = load_export(exported)  # keep it: its endpoints hold only weak refs to its variables
+    out = loaded.inpaint(images=images, mask=mask, seed=1).numpy()
     np.testing.assert_array_equal(out[:, :4], images[:, :4])
     assert not np.array_equal(out[:, 4:], images[:, 4:])
 

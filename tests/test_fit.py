@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, load_script
+from conftest import REPO, TINY, load_script, set_args
 from keras_ncsn.callbacks import list_checkpoints
 from keras_ncsn.config import load_config
 
 fit = load_script("fit")
-TINY_ARGS = [arg for item in TINY for arg in ("--set", item)]
+TINY_ARGS = set_args(TINY)
 
 
 def run_fit(capsys, *args: str) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY, load_script
+from conftest import TINY, load_script, set_args
 from keras_ncsn.data import load_images
 from keras_ncsn.config import load_config
 from keras_ncsn.sampling import random_pixel_mask
@@ -23,8 +23,7 @@ GRID_PIXELS = 2 + 2 * (28 + 2)  # 4 images of 28x28 in 2 columns, 2-pixel paddin
 def run(tmp_path_factory) -> str:
     """A 2-step tiny run (the graph tracing makes this the slow part, so once per module)."""
     out = str(tmp_path_factory.mktemp("run") / "run")
-    args = [arg for item in TINY for arg in ("--set", item)]
-    assert fit.main(["--no-progress", *args, "--steps", "2", "--out", out]) == 0
+    assert fit.main(["--no-progress", *set_args(TINY), "--steps", "2", "--out", out]) == 0
     return out
 
 
