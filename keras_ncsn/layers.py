@@ -20,11 +20,55 @@ EPSILON = 1e-5  # instance norm and CIN++ epsilon, as in the reference
 _PACKAGE = "keras_ncsn"
 
 
+def dilated_conv2d_same(x: tf.Tensor, kernel: tf.Tensor, rate: int) -> tf.Tensor:
+    """Stride-1 'same' convolution with dilation `rate` as one Conv2D op and a written-out
+    gradient.
+
+    TensorFlow's CPU kernels have no dilated Conv2DBackpropFilter, so `tf.nn.convolution`
+    wraps dilated convolutions in SpaceToBatchND/BatchToSpaceND, which ran forward +
+    backward 1.6x slower at 14x14x128 (batch 64, 2 cores). Here the input gradient is
+    the same dilated convolution with the flipped, transposed kernel, and the kernel
+    gradient one matmul per tap of the shifted input.
+    """
+    taps_h, taps_w, in_channels, out_channels = kernel.shape
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+            # Through this function again, so that second derivatives (the Jacobian
+            # term of sliced score matching) avoid the missing kernel as well.
+            dx = dilated_conv2d_same(dy, flipped, rate)
+            pad_h, pad_w = rate * (taps_h // 2), rate * (taps_w // 2)
+            padded = tf.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+            height, width = tf.shape(x)[1], tf.shape(x)[2]
+            dy_flat = tf.reshape(dy, [-1, out_channels])
+            taps = [tf.matmul(tf.reshape(padded[:, i * rate:i * rate + height,
+                                                j * rate:j * rate + width, :],
+                                         [-1, in_channels]), dy_flat, transpose_a=True)
+                    for i in range(taps_h) for j in range(taps_w)]
+            return dx, tf.reshape(tf.stack(taps), kernel.shape)
+
+        return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=rate), grad
+
+    return conv(x, kernel)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DilatedConv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D` (same weights and config) computed by `dilated_conv2d_same`."""
+
+    def convolution_op(self, inputs, kernel):
+        # A tensor, not the variable: tf.custom_gradient would want variable gradients.
+        return dilated_conv2d_same(inputs, tf.convert_to_tensor(kernel), self.dilation_rate[0])
+
+
 def conv2d(filters: int, kernel_size: int, fan_in_channels: int, *, use_bias: bool = True,
            dilation: int = 1, name: str | None = None) -> keras.layers.Conv2D:
     """A 'same'-padded convolution initialised like PyTorch's `nn.Conv2d`."""
     bound = 1.0 / math.sqrt(fan_in_channels * kernel_size * kernel_size)
-    return keras.layers.Conv2D(
+    layer = DilatedConv2D if dilation > 1 and kernel_size > 1 else keras.layers.Conv2D
+    return layer(
         filters, kernel_size, padding="same", dilation_rate=dilation, use_bias=use_bias,
         kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
         bias_initializer=keras.initializers.RandomUniform(-bound, bound), name=name)

@@ -171,3 +171,23 @@ def test_refine_block_shapes_and_round_trip():
     np.testing.assert_allclose(out, clone_out, atol=1e-6)
     with pytest.raises(ValueError, match="in_planes"):
         RefineBlock([4], 8, LEVELS)
+
+
+@pytest.mark.parametrize("rate", [2, 4])
+def test_dilated_conv_matches_tensorflow_convolution_and_its_gradients(rate):
+    from keras_ncsn.layers import dilated_conv2d_same
+
+    x, kernel = tf.random.normal([2, 9, 9, 3], seed=1), tf.random.normal([3, 3, 3, 5], seed=2)
+
+    def value_and_grads(conv):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv(x, kernel)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        return [y, *tape.gradient(loss, [x, kernel])]
+
+    ours = value_and_grads(lambda a, k: dilated_conv2d_same(a, k, rate))
+    expected = value_and_grads(lambda a, k: tf.nn.convolution(a, k, padding="SAME",
+                                                              dilations=rate))
+    for a, b in zip(ours, expected):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
