@@ -502,16 +502,17 @@ def run(*, quick: bool, patterns: Sequence[str] | None, out_dir: str, export: st
     stamp = time.strftime("%Y-%m-%d")
     report: Result = {"date": stamp, "host": socket.gethostname(), "command": command,
                       "quick": quick, "machine": machine(), "cases": []}
+    path = os.path.join(out_dir, f"{stamp}-{report['host']}.json")
     for spec in specs:
         log(f"{spec['id']} ...")
         case = run_in_subprocess(spec, quick, timeout)
         report["cases"].append(case)
         log(f"{spec['id']}: {'error: ' + case['error'] if 'error' in case else 'done'} "
             f"in {case['wall_s']:.0f} s, peak RSS {case['peak_rss_mib']:.0f} MiB")
-    report["ratios"] = ratios({case["id"]: case for case in report["cases"]})
-    path = os.path.join(out_dir, f"{stamp}-{report['host']}.json")
-    atomic_write_text(path, json.dumps(report, indent=1) + "\n")
-    atomic_write_text(path[:-len(".json")] + ".md", markdown(report))
+        # After every case: a run stopped halfway keeps what it measured.
+        report["ratios"] = ratios({case["id"]: case for case in report["cases"]})
+        atomic_write_text(path, json.dumps(report, indent=1) + "\n")
+        atomic_write_text(path[:-len(".json")] + ".md", markdown(report))
     return report, path
 
 
