@@ -63,11 +63,18 @@ class DilatedConv2D(keras.layers.Conv2D):
         return dilated_conv2d_same(inputs, tf.convert_to_tensor(kernel), self.dilation_rate[0])
 
 
+def _no_accelerator() -> bool:
+    """True on CPU-only hosts: GPUs (cuDNN) and TPUs (XLA) have native dilated-conv
+    gradients, where `dilated_conv2d_same`'s per-tap matmuls would only add work."""
+    return not (tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+
+
 def conv2d(filters: int, kernel_size: int, fan_in_channels: int, *, use_bias: bool = True,
            dilation: int = 1, name: str | None = None) -> keras.layers.Conv2D:
     """A 'same'-padded convolution initialised like PyTorch's `nn.Conv2d`."""
     bound = 1.0 / math.sqrt(fan_in_channels * kernel_size * kernel_size)
-    layer = DilatedConv2D if dilation > 1 and kernel_size > 1 else keras.layers.Conv2D
+    layer = (DilatedConv2D if dilation > 1 and kernel_size > 1 and _no_accelerator()
+             else keras.layers.Conv2D)
     return layer(
         filters, kernel_size, padding="same", dilation_rate=dilation, use_bias=use_bias,
         kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),

@@ -180,11 +180,16 @@ def test_dilated_conv_matches_tensorflow_convolution_and_its_gradients(rate):
     x, kernel = tf.random.normal([2, 9, 9, 3], seed=1), tf.random.normal([3, 3, 3, 5], seed=2)
 
     def value_and_grads(conv):
-        with tf.GradientTape() as tape:
-            tape.watch([x, kernel])
-            y = conv(x, kernel)
-            loss = tf.reduce_sum(y * tf.sin(y))
-        return [y, *tape.gradient(loss, [x, kernel])]
+        # Second order too: sliced score matching differentiates an input gradient.
+        with tf.GradientTape() as outer:
+            outer.watch([x, kernel])
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                y = conv(x, kernel)
+                loss = tf.reduce_sum(y * tf.sin(y))
+            grads = tape.gradient(loss, [x, kernel])
+            projected = tf.reduce_sum(grads[0] * tf.cos(x))
+        return [y, *grads, *outer.gradient(projected, [x, kernel])]
 
     ours = value_and_grads(lambda a, k: dilated_conv2d_same(a, k, rate))
     expected = value_and_grads(lambda a, k: tf.nn.convolution(a, k, padding="SAME",
