@@ -98,6 +98,7 @@ class TrainConfig:
     `objective` "dsm" is the paper's denoising score matching; "ssm" / "ssm_vr" is sliced
     score matching (plain / variance-reduced, Gaussian projections) of the data perturbed
     at each sample's noise level, weighted by sigma^2 like DSM.
+    `seed` fixes the initial weights, the data order and the training noise.
     """
 
     objective: str = "dsm"

@@ -244,8 +244,13 @@ def _step_logs(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
 
 
 def build_model(config: Config) -> NCSN:
-    """The NCSN described by `config`, with all weights created."""
+    """The NCSN described by `config`, with all weights created.
+
+    The initial weights come from train.seed (Keras' global seed is set to it), so a fresh
+    run is repeatable and two runs that differ in one setting start from the same weights.
+    """
     keras.mixed_precision.set_global_policy(config.train.precision)
+    keras.utils.set_random_seed(config.train.seed)
     return NCSN(config.image_shape, get_sigmas(config.noise), ngf=config.model.ngf,
                 scale_by_sigma=config.model.scale_by_sigma, seed=config.train.seed,
                 objective=config.train.objective, name="ncsn").build_for_images()

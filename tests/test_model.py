@@ -72,6 +72,17 @@ def test_build_model_takes_the_objective_and_saves_it_in_its_config():
     assert NCSN.from_config(model.get_config()).objective == "ssm_vr"
 
 
+def test_train_seed_fixes_the_initial_weights():
+    def weights(seed: int) -> list[np.ndarray]:
+        config = get_config("quick", ["model.ngf=2", "data.image_size=4", "noise.num_levels=2",
+                                      f"train.seed={seed}"])
+        return [w.numpy() for w in build_model(config).trainable_weights]
+
+    first, again, other = weights(0), weights(0), weights(1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", ["ssm", "ssm_vr"])
 def test_sliced_score_matching_trains_the_image_model(objective):
