@@ -39,6 +39,24 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
     assert "| forward/tiny |" in json_path.with_suffix(".md").read_text()
 
 
+@pytest.mark.slow
+def test_the_whole_quick_run_is_a_smoke_test(tmp_path):
+    """`bench.py --quick` (every kind of case at tiny sizes) is the issue's CI smoke run."""
+    completed = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "bench.py"), "--quick",
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert completed.returncode == 0, completed.stderr
+    [json_path] = tmp_path.glob("*.json")
+    report = json.loads(json_path.read_text())
+    assert {case["kind"] for case in report["cases"]} == {
+        "peak", "train", "forward", "sampler", "serving"}
+    assert not [case for case in report["cases"] if "error" in case]
+    ratios = report["ratios"]
+    for name in ("sampler_compiled_vs_python_loop", "sampler_loop_vs_forward_x_steps",
+                 "onnx_score_vs_tf_function"):
+        assert ratios[name] > 0, name
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--cases", "nope"], "matches no case"),
     (["--reference", "/nonexistent"], "no models/ and losses/"),
