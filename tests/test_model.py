@@ -175,3 +175,28 @@ def test_mixed_precision_trains_on_cpu(precision):
         assert model.score(tf.zeros((1, 8, 8, 1)), tf.zeros((1,), tf.int32)).dtype == tf.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_reaches_the_float32_held_out_loss(tmp_path):
+    """Same seed, same small run: bfloat16 compute must end within 5% of float32's loss.
+
+    Measured at 600 steps (README "Training at scale"): bfloat16 vs float32 0.1% (seed 0)
+    and 3.4% (seed 1) apart, while float32 with another seed is 6% away: 5% sits above the
+    precision effect seen and below the seed-to-seed spread.
+    """
+    from keras_ncsn.training import train
+
+    losses = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        config = get_config("quick", [
+            "model.ngf=8", "data.image_size=8", "data.center_crop=28", "train.steps=300",
+            "train.batch_size=32", "train.eval_draws=8", "train.checkpoint_every=300",
+            f"train.precision={precision}"])
+        try:
+            result = train(config, str(tmp_path / precision), progress=False, log=lambda _: None)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        losses[precision] = result.heldout["loss"]
+    assert losses["float32"] < 0.5 * 32  # it trained: an untrained net scores about D/2 = 32
+    assert abs(losses["mixed_bfloat16"] / losses["float32"] - 1) < 0.05, losses
