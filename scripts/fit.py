@@ -20,7 +20,7 @@ import sys
 from typing import Sequence
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
+from keras_ncsn.cli import add_strategy_arguments, quiet_tensorflow, run_main  # noqa: E402
 
 quiet_tensorflow()
 
@@ -39,11 +39,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="run folder (default: runs/<preset name>)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR with its saved config")
-    parser.add_argument("--strategy", default="auto",
-                        help="tf.distribute strategy: auto (default), one_device, mirrored, "
-                             "multi_worker (needs TF_CONFIG) or tpu")
-    parser.add_argument("--tpu", metavar="ADDRESS",
-                        help="TPU address (grpc://host:port) or Cloud TPU name; implies tpu")
+    add_strategy_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
+from keras_ncsn.cli import add_strategy_arguments, quiet_tensorflow, run_main  # noqa: E402
 
 quiet_tensorflow()
 
@@ -47,11 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--gif", action="store_true",
                         help="also write evolution.gif (frames every K steps of --strip, "
                              "else one per noise level)")
-    parser.add_argument("--strategy", default="auto",
-                        help="tf.distribute strategy: auto (default), one_device, mirrored, "
-                             "multi_worker (needs TF_CONFIG) or tpu")
-    parser.add_argument("--tpu", metavar="ADDRESS",
-                        help="TPU address (grpc://host:port) or Cloud TPU name; implies tpu")
+    add_strategy_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
