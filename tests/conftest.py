@@ -40,3 +40,13 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def train_run(tmp_path_factory, assignments: list[str], steps: int = 2) -> str:
+    """A fresh `steps`-step run of `fit.py` with the `assignments` (for module-scoped
+    fixtures: the graph tracing makes this the slow part); returns its folder."""
+    out = str(tmp_path_factory.mktemp("run") / "run")
+    fit = load_script("fit")
+    assert fit.main(["--no-progress", *set_args(assignments), "--steps", str(steps),
+                     "--out", out]) == 0
+    return out

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, SMALL, load_script, set_args
+from conftest import REPO, SMALL, load_script, train_run
 from keras_ncsn.config import get_config
 from keras_ncsn.errors import ExportError
 from keras_ncsn.export import load_export, training_command
@@ -27,8 +27,7 @@ from keras_ncsn.onnx_runtime import REQUIRED_FILES, OnnxExport
 from keras_ncsn.sampling import sample_options
 from keras_ncsn.training import load_run
 
-fit, export_script, onnx_sample = (load_script("fit"), load_script("export"),
-                                   load_script("onnx_sample"))
+export_script, onnx_sample = load_script("export"), load_script("onnx_sample")
 SHIPPED = os.path.join(REPO, "saved_models", "mnist_quick")
 SHAPE = (8, 8, 1)
 
@@ -190,9 +189,7 @@ def test_training_command_rebuilds_the_fit_command():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> str:
-    out = str(tmp_path_factory.mktemp("run") / "run")
-    assert fit.main(["--no-progress", *set_args(SMALL), "--steps", "2", "--out", out]) == 0
-    return out
+    return train_run(tmp_path_factory, SMALL)
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY, load_script, set_args
+from conftest import TINY, load_script, train_run
 from keras_ncsn.data import load_images
 from keras_ncsn.config import load_config
 from keras_ncsn.sampling import random_pixel_mask
 
-fit, sample, inpaint = load_script("fit"), load_script("sample"), load_script("inpaint")
+sample, inpaint = load_script("sample"), load_script("inpaint")
 GRID_PIXELS = 2 + 2 * (28 + 2)  # 4 images of 28x28 in 2 columns, 2-pixel padding
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> str:
-    """A 2-step tiny run (the graph tracing makes this the slow part, so once per module)."""
-    out = str(tmp_path_factory.mktemp("run") / "run")
-    assert fit.main(["--no-progress", *set_args(TINY), "--steps", "2", "--out", out]) == 0
-    return out
+    return train_run(tmp_path_factory, TINY)
 
 
 @pytest.fixture(scope="module")
