@@ -52,15 +52,29 @@ def _config(size: str, precision: str = "float32", xla: bool = False):
                                f"train.jit_compile={str(xla).lower()}"])
 
 
-def _timed(function: Callable[[], Any], min_seconds: float, min_calls: int = 2) -> list[float]:
-    """Wall times of calls of `function` (which must block until done) until both
-    `min_calls` calls and `min_seconds` seconds are reached."""
-    times: list[float] = []
-    while len(times) < min_calls or sum(times) < min_seconds:
-        began = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - began)
+def _interleaved(functions: dict[str, Callable[[], Any]], min_seconds: float,
+                 min_rounds: int = 2) -> dict[str, list[float]]:
+    """Wall times of `functions` (each must block until done), called in turn, round after
+    round, until there are `min_rounds` rounds and `min_seconds` seconds in all.
+
+    On a machine whose speed drifts (a shared VM), a drift slows every function of a round
+    alike, so ratios between them hold better than when each is timed in its own stretch.
+    """
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    rounds = 0
+    while rounds < min_rounds or sum(map(sum, times.values())) < min_seconds:
+        for name, function in functions.items():
+            began = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - began)
+        rounds += 1
     return times
+
+
+def _timed(function: Callable[[], Any], min_seconds: float, min_calls: int = 2) -> list[float]:
+    """Wall times of calls of `function` until both `min_calls` calls and `min_seconds`
+    seconds are reached."""
+    return _interleaved({"": function}, min_seconds, min_calls)[""]
 
 
 def _summary(times: list[float], items: int) -> Result:
@@ -185,13 +199,18 @@ def case_sampler(size: str, quick: bool, **_) -> Result:
                             tf.constant(sampler.num_levels)).numpy()
     y = tf.fill([images], 0)
     score(x0, y).numpy()
-    forward = _summary(_timed(lambda: score(x0, y).numpy(), seconds / 2, 5), images)
     began = time.perf_counter()
     compiled_x = run_loop()
     first = time.perf_counter() - began
-    compiled = _summary(_timed(run_loop, seconds), images)
     python_x = python_loop(score, steps)
-    python = _summary(_timed(lambda: python_loop(score, steps), seconds), images)
+    # In turns, so that the loop-vs-forward ratio compares the same stretch of time.
+    times = _interleaved({
+        "forward_x_steps": lambda: [score(x0, y).numpy() for _ in range(steps)],
+        "compiled": run_loop,
+        "python": lambda: python_loop(score, steps)}, 2.5 * seconds, 3 if quick else 5)
+    forward = _summary([t / steps for t in times["forward_x_steps"]], images)
+    compiled = _summary(times["compiled"], images)
+    python = _summary(times["python"], images)
     eager_steps = per_level  # one level: the eager loop is ~20x slower
     eager = _summary(_timed(lambda: python_loop(model.score, eager_steps), 0, 1), images)
 
@@ -242,13 +261,16 @@ def case_serving(export: str, quick: bool, **_) -> Result:
             "sample_onnx": lambda: onnx.sample(images, 0, "onnx")})
     out: Result = {"export": export, "score_batch": batch, "sample_images": images,
                    "sample_steps": onnx.num_levels * onnx.steps_per_level}
+    firsts = {}
     for name, function in rows.items():
         began = time.perf_counter()
         function()
-        first = time.perf_counter() - began
+        firsts[name] = time.perf_counter() - began
+    # In turns: the SavedModel-vs-in-process and ONNX-vs-TF ratios compare one stretch of time.
+    times = _interleaved(rows, 0, 1 if quick else 5)
+    for name in rows:
         count = batch if name.startswith("score") else images
-        calls = 1 if quick else 3
-        out[name] = {**_summary(_timed(function, 0, calls), count), "first_call_s": first}
+        out[name] = {**_summary(times[name], count), "first_call_s": firsts[name]}
     return out
 
 
