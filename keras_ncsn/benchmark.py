@@ -211,7 +211,7 @@ def case_sampler(size: str, quick: bool, **_) -> Result:
     forward = _summary([t / steps for t in times["forward_x_steps"]], images)
     compiled = _summary(times["compiled"], images)
     python = _summary(times["python"], images)
-    eager_steps = per_level  # one level: the eager loop is ~20x slower
+    eager_steps = per_level  # one level: the eager loop is about 10x slower
     eager = _summary(_timed(lambda: python_loop(model.score, eager_steps), 0, 1), images)
 
     def per_1000(result: Result, count: int) -> Result:
