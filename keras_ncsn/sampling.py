@@ -170,9 +170,10 @@ class LangevinSampler:
 
         `images` is [B, H, W, C] in [0, 1]; `mask` (1 = observed) is [B,H,W,C], [B,H,W,1],
         [H,W,C], [H,W,1] or [H,W] and may differ per image. Unobserved pixels start from
-        `init`; at level i the observed pixels are replaced by y + sigma_i z after every
-        step, and by y itself at the end, so they come back exactly. `x`, `levels` and
-        `progress` work as in `__call__` (x = the previous call's result).
+        `init`; at level i the observed pixels are replaced by y + sigma_i z before the
+        level's first step and after every step, and by y itself at the end, so they come
+        back exactly. `x`, `levels` and `progress` work as in `__call__` (x = the previous
+        call's result).
         """
         observed = check_images(images)
         mask = broadcast_mask(mask, observed.shape)
@@ -266,14 +267,17 @@ class LangevinSampler:
 
         def step(k, x, *snapshots):
             level = k // T
+            if inpainting:
+                # y + sigma_i z, redrawn from the level's key at every step instead of
+                # carried as loop state: it stays fixed within a level and a call starting
+                # at any level reproduces it. Set before the step as well as after it (the
+                # authors' code), so a level's first step sees this level's noise.
+                noisy = observed + tf.gather(sigmas, level) * draw(_OBSERVED_STREAM, level)
+                x = tf.where(mask > 0.5, noisy, x)
             z = draw(_STEP_STREAM, k)
             x = x + tf.gather(drift, level) * score(x, level) + tf.gather(noise_std, level) * z
             if inpainting:
-                # Redrawn from the level's key at every step instead of carried as loop
-                # state: y + sigma_i z stays fixed within a level and a call starting at
-                # any level reproduces it.
-                noise = draw(_OBSERVED_STREAM, level)
-                x = tf.where(mask > 0.5, observed + tf.gather(sigmas, level) * noise, x)
+                x = tf.where(mask > 0.5, noisy, x)
             if num_snapshots:
                 slot = (k + 1) // every - 1
                 snapshots = (tf.cond(

@@ -10,8 +10,8 @@ from PIL import Image
 
 from keras_ncsn.config import SampleConfig
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.sampling import (AnnealedLangevin, PlainLangevin, broadcast_mask,
-                                 center_square_mask, half_mask, load_mask_png,
+from keras_ncsn.sampling import (AnnealedLangevin, LangevinSampler, PlainLangevin,
+                                 broadcast_mask, center_square_mask, half_mask, load_mask_png,
                                  random_pixel_mask, step_sizes)
 
 SIGMAS = np.exp(np.linspace(np.log(1.0), np.log(0.01), 10))  # the paper's table
@@ -231,6 +231,31 @@ def test_inpainting_keeps_observed_pixels_with_per_image_masks():
     same_mask_for_all = sample.inpaint(images[:2], half_mask(8, "left")[..., 0], seed=3)
     assert same_mask_for_all.shape == (2, 8, 8, 3)
     assert sample.compiled_loop(inpainting=True).experimental_get_tracing_count() == 1
+
+
+def test_inpainting_sets_the_observed_noise_before_the_first_step_of_each_level():
+    """As in the authors' code, a level's first step already sees y + sigma_i z at the
+    observed pixels, not the previous level's noise (nor y itself at the first level).
+
+    One step per level, x <- x + s(x) (drift 1, no Langevin noise) with a score that moves
+    the missing pixel onto the observed one: the missing pixel then holds what the step saw
+    there, and the snapshot after step i holds this level's y + sigma_i z at the observed one.
+    """
+    def copy_observed(x, level):
+        return tf.concat([tf.zeros_like(x[:, :, :1]), x[:, :, :1] - x[:, :, 1:]], axis=2)
+
+    sigmas = [1.0, 0.5, 0.25]
+    sample = LangevinSampler(copy_observed, sigmas, [0, 1, 2], np.ones(3), np.zeros(3),
+                             steps_per_level=1, init="uniform", denoise=False, clip=False,
+                             jit_compile=False, snapshot_every=1)
+    images = np.full((1, 1, 2, 1), 0.3, np.float32)
+    mask = np.array([1.0, 0.0], np.float32).reshape(1, 2, 1)
+    x, snapshots = sample.inpaint(images, mask, seed=4)
+    observed, seen = snapshots.numpy()[:, 0, 0, :, 0].T
+    noisy = observed - 0.3  # sigma_i z at the observed pixel, one per level
+    assert np.all(np.abs(noisy) > 1e-3) and len(set(np.round(noisy / sigmas, 6))) == 3
+    np.testing.assert_allclose(seen, observed, atol=1e-6)  # x1 + (x0 - x1) rounds
+    assert x.numpy()[0, 0, 0, 0] == np.float32(0.3)
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (8, 8, 3), (8, 8), (2, 8, 8, 1), (2, 8, 8, 3)])
