@@ -19,6 +19,7 @@ from keras_ncsn.io import atomic_write_text
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 CONVENTIONS = ("paper", "reference_code")
 INITS = ("uniform", "gaussian")
+LR_SCHEDULES = ("constant", "cosine")
 # Training objectives: denoising score matching, sliced score matching, and its
 # variance-reduced form (keras_ncsn.losses; README "Reproducing the paper").
 OBJECTIVES = ("dsm", "ssm", "ssm_vr")
@@ -99,12 +100,16 @@ class TrainConfig:
     score matching (plain / variance-reduced, Gaussian projections) of the data perturbed
     at each sample's noise level, weighted by sigma^2 like DSM.
     `seed` fixes the initial weights, the data order and the training noise.
+    `lr_schedule` "cosine" decays the learning rate to 0 at `steps` (after a linear warm-up
+    of `warmup_steps`): short runs end on small steps instead of Adam's noise floor.
     """
 
     objective: str = "dsm"
     batch_size: int = 128
     steps: int = 200_000
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     beta_1: float = 0.9
     ema_momentum: float = 0.0
     clip_norm: float = 0.0
@@ -122,6 +127,13 @@ class TrainConfig:
         _check(self.batch_size > 0, "train.batch_size must be > 0")
         _check(self.steps > 0, "train.steps must be > 0")
         _check(self.learning_rate > 0, "train.learning_rate must be > 0")
+        _check(self.lr_schedule in LR_SCHEDULES,
+               f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+               f"got {self.lr_schedule!r}")
+        _check(0 <= self.warmup_steps < self.steps,
+               f"train.warmup_steps must be in [0, train.steps), got {self.warmup_steps}")
+        _check(self.lr_schedule == "cosine" or not self.warmup_steps,
+               "train.warmup_steps needs train.lr_schedule=cosine")
         _check(0.0 <= self.beta_1 < 1.0, "train.beta_1 must be in [0, 1)")
         _check(0.0 <= self.ema_momentum < 1.0,
                "train.ema_momentum must be in [0, 1) (0 turns EMA off)")

@@ -256,10 +256,22 @@ def build_model(config: Config) -> NCSN:
                 objective=config.train.objective, name="ncsn").build_for_images()
 
 
+def learning_rate(train: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """train.learning_rate, constant or as a warm-up + cosine decay to 0 at train.steps."""
+    if train.lr_schedule == "constant":
+        return train.learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if train.warmup_steps else train.learning_rate,
+        decay_steps=train.steps - train.warmup_steps, alpha=0.0,
+        warmup_target=train.learning_rate if train.warmup_steps else None,
+        warmup_steps=train.warmup_steps)
+
+
 def make_optimizer(train: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam as in the paper (PyTorch's epsilon), with optional EMA and global-norm clipping."""
+    """Adam as in the paper (PyTorch's epsilon), with optional EMA, global-norm clipping and
+    learning-rate schedule."""
     return keras.optimizers.Adam(
-        learning_rate=train.learning_rate, beta_1=train.beta_1, epsilon=1e-8,
+        learning_rate=learning_rate(train), beta_1=train.beta_1, epsilon=1e-8,
         global_clipnorm=train.clip_norm or None, use_ema=train.ema_momentum > 0,
         ema_momentum=train.ema_momentum or 0.99)
 

@@ -4,10 +4,14 @@ Examples:
     python scripts/evaluate.py runs/quick                        # 500 samples -> runs/quick/eval
     python scripts/evaluate.py saved_models/mnist_quick --num-samples 256 --out /tmp/eval
     python scripts/evaluate.py runs/quick --real --out runs/real-eval   # real-vs-real floor
+    python scripts/evaluate.py runs/quick --set sample.steps_per_level=50 --out /tmp/e50
     python scripts/evaluate.py runs/cifar --features inception --real-data ../data/cifar.npz
 Generates --num-samples images with the model's sampler (batches of --batch, a progress bar),
 compares them with the real data of the model's config (--real-data to change it): the test
 split is the FID/KID reference, the training split is searched for nearest neighbours.
+Prints and saves the confident fraction (max class probability > 0.9), the entropy of the
+predicted-class histogram and FID, each beside the same figure for as many real training
+images (the floor a perfect model would reach at this sample count).
 Writes into --out (default RUN_OR_EXPORT/eval, or RUN_OR_EXPORT/eval-real with --real):
 metrics.json, report.md, samples.png, nearest_neighbours.png, distances.png, samples.npz.
 --features classifier (default; --classifier PATH, trained by scripts/train_classifier.py)
@@ -45,6 +49,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="evaluate real training images instead of samples (the floor)")
     parser.add_argument("--feature-neighbours", action="store_true",
                         help="also a nearest-neighbour grid in feature space")
+    parser.add_argument("--set", dest="sample_settings", action="append", default=[],
+                        metavar="sample.KEY=VALUE",
+                        help="sampler setting of a run folder, e.g. sample.steps_per_level=50 "
+                             "(repeatable; tunes sampling without retraining)")
     parser.add_argument("--out", help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -59,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate(args.source, out, num_samples=args.num_samples, batch=args.batch, seed=args.seed,
              features=args.features, classifier=args.classifier, real_data=args.real_data,
              real=args.real, feature_neighbours=args.feature_neighbours,
+             sample_settings=args.sample_settings,
              command=shlex.join(["python", "scripts/evaluate.py", *words]),
              progress=not args.no_progress)
     return 0

@@ -29,6 +29,22 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise():
     assert values[0] > 0 and all(a < b for a, b in zip(values, values[1:]))
 
 
+def test_confident_fraction_counts_images_whose_top_class_exceeds_the_threshold():
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.5, 0.5], [0.01, 0.99]])
+    assert metrics.confident_fraction(probs) == pytest.approx(0.5)  # 0.9 itself is not > 0.9
+    assert metrics.confident_fraction(probs, threshold=0.4) == 1.0
+    assert metrics.confident_fraction(np.full((7, 10), 0.1)) == 0.0  # a hesitant classifier
+
+
+def test_class_entropy_is_log_k_for_balanced_predictions_and_zero_for_one_class():
+    labels = np.arange(100) % 10
+    balanced = np.eye(10)[labels] * 0.6 + 0.04  # argmax = label; not one-hot on purpose
+    assert metrics.class_entropy(balanced) == pytest.approx(np.log(10))
+    assert metrics.class_entropy(np.eye(10)[np.zeros(50, int)]) == 0.0
+    two = np.eye(10)[np.array([0] * 75 + [3] * 25)]
+    assert metrics.class_entropy(two) == pytest.approx(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25)))
+
+
 def test_fid_matches_the_closed_form_for_diagonal_gaussians():
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
     s1, s2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
@@ -191,11 +207,24 @@ def test_evaluate_a_tiny_run_and_the_real_floor(tmp_path, capsys):
     assert found["kind"] == "run" and found["step"] == 4
     assert len(found["heldout_loss"]["per_level"]) == 3
     assert found["real_data"]["train_images"] == 64 and "FID" in stdout
+    assert "confident (max p > 0.9)" in stdout and "real-vs-real floor" in stdout
+    assert 0.0 <= found["classes"]["confident_fraction"] <= 1.0
+    assert found["real_floor"]["num_samples"] == 6 and found["real_floor"]["fid"] > 0
     assert os.path.isfile(tmp_path / "eval" / "nearest_neighbours_features.png")
     code, _, err = _evaluate(capsys, run, "--real", "--num-samples", "8")
     assert code == 0, err
     floor = _check_report(os.path.join(run, "eval-real"), 8)
     assert floor["kind"] == "real" and floor["memorisation"]["samples_to_train"]["min"] > 0
+    # Real images evaluated as samples are their own floor.
+    assert floor["real_floor"]["fid"] == pytest.approx(floor["fid"]["value"])
+    assert floor["real_floor"]["confident_fraction"] == floor["classes"]["confident_fraction"]
+    # --set changes the sampler of a run folder, and the report says which it used.
+    code, _, err = _evaluate(capsys, run, "--num-samples", "4", "--set",
+                             "sample.steps_per_level=3", "--out", str(tmp_path / "eval3"))
+    assert code == 0, err
+    assert _check_report(str(tmp_path / "eval3"), 4)["sampler"]["steps_per_level"] == 3
+    code, _, err = _evaluate(capsys, run, "--set", "train.steps=3")
+    assert code == 2 and "only sample.KEY=VALUE" in err
 
 
 def test_evaluate_the_shipped_export(tmp_path, capsys):
@@ -213,6 +242,7 @@ def test_evaluate_the_shipped_export(tmp_path, capsys):
     ([SHIPPED, "--num-samples", "0"], "--num-samples must be >= 2"),
     ([SHIPPED, "--seed", "-1"], "--seed must be >= 0"),
     ([SHIPPED, "--classifier", "{missing}"], "train_classifier.py"),
+    ([SHIPPED, "--set", "sample.steps_per_level=3"], "is an export"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, capsys, args, words):
     missing = str(tmp_path / "missing")

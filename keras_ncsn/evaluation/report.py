@@ -18,12 +18,12 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_ncsn.config import Config, DataConfig, load_config
+from keras_ncsn.config import Config, DataConfig, load_config, override
 from keras_ncsn.data import load_images, resolve_source
 from keras_ncsn.errors import CheckpointError, ConfigError, DataError
 from keras_ncsn.evaluation import metrics
@@ -72,8 +72,23 @@ def check_source(path: str) -> Config:
     return check_run(path)
 
 
-def open_source(path: str) -> Source:
-    """Loads a run folder (EMA weights when kept) or an export folder's SavedModel."""
+def sampler_overrides(config: Config, path: str, assignments: Sequence[str]) -> Config:
+    """`config` with `--set sample.KEY=VALUE` applied: other sections are an error, and so is
+    any override of an export, whose sampler settings are fixed in its graph."""
+    if not assignments:
+        return config
+    if is_export(path):
+        raise ConfigError(f"--set changes the sampler of a run folder; {path} is an export, "
+                          "whose sampler settings are part of its graph")
+    bad = [item for item in assignments if not item.strip().startswith("sample.")]
+    if bad:
+        raise ConfigError(f"--set takes only sample.KEY=VALUE here, got {', '.join(bad)}")
+    return override(config, assignments)
+
+
+def open_source(path: str, config: Config) -> Source:
+    """Loads a run folder (EMA weights when kept; sampling with `config.sample`) or an
+    export folder's SavedModel."""
     import tensorflow as tf
 
     if is_export(path):
@@ -85,7 +100,7 @@ def open_source(path: str) -> Source:
     from keras_ncsn.sampling import sample_options
     from keras_ncsn.training import load_run
 
-    config, model, step = load_run(path)
+    _, model, step = load_run(path)
     options = sample_options(config.sample)
     return Source("run", step, lambda n, seed: model.sample(n, seed=seed, **options).numpy(),
                   model)
@@ -180,7 +195,8 @@ def _histogram(sample_d: np.ndarray, test_d: np.ndarray, label: str, path: str) 
 def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int = 100,
              seed: int = 0, features: str = "classifier", classifier: str | None = None,
              real_data: str | None = None, real: bool = False, feature_neighbours: bool = False,
-             command: str = "", progress: bool = True, log=print) -> dict[str, Any]:
+             sample_settings: Sequence[str] = (), command: str = "", progress: bool = True,
+             log=print) -> dict[str, Any]:
     """Evaluates a run or export folder into `out`; returns the metrics (also metrics.json).
 
     `real=True` evaluates `num_samples` training images instead of samples (the real-vs-real
@@ -192,7 +208,7 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int =
         raise ConfigError(f"--batch must be >= 1, got {batch}")
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
-    config = check_source(source_path)
+    config = sampler_overrides(check_source(source_path), source_path, sample_settings)
     data = real_data_config(config.data, real_data)
     extractor = make_extractor(features, classifier)
     log(f"real data: {describe_data(data)}")
@@ -204,17 +220,19 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int =
         raise DataError(f"real images are {train.shape[1:]} but the model makes "
                         f"{config.image_shape}: pick --real-data of the model's size")
     source, candidate_ids, seconds = None, None, 0.0
+    if real and num_samples > len(train):
+        raise ConfigError(f"--real --num-samples {num_samples} exceeds the "
+                          f"{len(train):,} training images")
+    # Training images that stand in for samples (the real-vs-real floor at the same count):
+    # a stream of its own, so the test subset below is the one of a model's evaluation.
+    real_ids = np.random.default_rng([seed, 1]).choice(
+        len(train), min(num_samples, len(train)), replace=False)
     if real:
-        if num_samples > len(train):
-            raise ConfigError(f"--real --num-samples {num_samples} exceeds the "
-                              f"{len(train):,} training images")
-        # A stream of its own: the test subset below is then the one of a model's evaluation.
-        candidate_ids = np.random.default_rng([seed, 1]).choice(len(train), num_samples,
-                                                                replace=False)
+        candidate_ids = real_ids
         candidates = train[candidate_ids]
         log(f"real vs real: {num_samples} training images stand in for samples")
     else:
-        source = open_source(source_path)
+        source = open_source(source_path, config)
         log(f"sampling {num_samples} images from {source.kind} {source_path} in batches of "
             f"{batch} (seed {seed})")
         start = time.time()
@@ -223,6 +241,8 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int =
     log(f"features: {extractor.name}")
     cand_features, cand_probs = extractor(candidates)
     test_features, _ = extractor(test)
+    real_features, real_probs = ((cand_features, cand_probs) if real
+                                 else extractor(train[real_ids]))
     splits = max(1, min(10, num_samples // 1000))
     results: dict[str, Any] = {
         "source": source_path, "kind": "real" if real else source.kind,
@@ -243,7 +263,10 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int =
                             "num_samples": num_samples, "classes": cand_probs.shape[1],
                             "features": extractor.name},
     }
-    log(f"FID {results['fid']['value']:.3f} ({results['fid']['label']})")
+    results["classes"] = class_metrics(cand_probs)
+    results["real_floor"] = {**class_metrics(real_probs), "num_samples": len(real_ids),
+                             "fid": metrics.fid(real_features, test_features)}
+    log(quality_line(results))
     test_ids = np.random.default_rng(seed).choice(len(test), min(num_samples, len(test)),
                                                   replace=False)
     nn_ids, nn_dist = metrics.nearest_neighbours(candidates, train, NEIGHBOURS,
@@ -275,6 +298,24 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int =
     return results
 
 
+def class_metrics(probabilities: np.ndarray) -> dict[str, float]:
+    """Confident fraction and class entropy of the extractor's class probabilities."""
+    return {"confident_fraction": metrics.confident_fraction(probabilities),
+            "class_entropy": metrics.class_entropy(probabilities),
+            "uniform_entropy": float(np.log(probabilities.shape[1]))}
+
+
+def quality_line(results: dict[str, Any]) -> str:
+    """One line: confident fraction, class entropy and FID, each beside the real floor."""
+    got, floor, fid = results["classes"], results["real_floor"], results["fid"]["value"]
+    return (f"confident (max p > {metrics.CONFIDENT_THRESHOLD}) {got['confident_fraction']:.3f} "
+            f"(real {floor['confident_fraction']:.3f}); class entropy "
+            f"{got['class_entropy']:.3f} (real {floor['class_entropy']:.3f}, uniform "
+            f"{got['uniform_entropy']:.3f}); FID {fid:.3f} (real-vs-real floor "
+            f"{floor['fid']:.3f}, ratio {fid / max(floor['fid'], 1e-12):.2f}) "
+            f"[{results['fid']['label']}]")
+
+
 def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -> str:
     """report.md: the metrics table (sample count and features beside each FID) and figures."""
     fid, kid, score = results["fid"], results["kid"], results["inception_score"]
@@ -284,6 +325,8 @@ def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -
             f"{results['kind']} `{results['source']}`"
             + (f" at step {results['step']}" if results["step"] is not None else ""))
     sampler = results["sampler"]
+    classes, floor = results["classes"], results["real_floor"]
+    what_short = "training images" if is_real else "samples"
     lines = [f"# Evaluation of {what}", ""]
     if results["command"]:
         lines += [f"Command: `{results['command']}`", ""]
@@ -303,7 +346,14 @@ def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -
         "",
         "| metric | value |",
         "| --- | --- |",
+        f"| confident fraction (max class probability > {metrics.CONFIDENT_THRESHOLD}): "
+        f"{what_short} / real images | {classes['confident_fraction']:.3f} / "
+        f"{floor['confident_fraction']:.3f} |",
+        f"| class entropy, nats (uniform {classes['uniform_entropy']:.3f}): {what_short} / "
+        f"real images | {classes['class_entropy']:.3f} / {floor['class_entropy']:.3f} |",
         f"| FID ({fid['label']}) | {fid['value']:.3f} |",
+        f"| real-vs-real FID floor ({floor['num_samples']:,} training vs test images) / ratio "
+        f"| {floor['fid']:.3f} / {fid['value'] / max(floor['fid'], 1e-12):.2f} |",
         f"| KID x 1000 ({fid['label']}; {kid['subsets']} subsets of {kid['subset_size']}) "
         f"| {1000 * kid['mean']:.3f} +- {1000 * kid['std']:.3f} |",
         f"| Inception score ({score['classes']}-class softmax of {score['features']}; "
