@@ -19,6 +19,9 @@ from keras_ncsn.io import atomic_write_text
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 CONVENTIONS = ("paper", "reference_code")
 INITS = ("uniform", "gaussian")
+# Samplers: annealed Langevin dynamics (Algorithm 1) or the VE ancestral sampler, the
+# generative chain of the likelihood bound (keras_ncsn.likelihood).
+METHODS = ("annealed_langevin", "ancestral")
 LR_SCHEDULES = ("constant", "cosine")
 # Training objectives: denoising score matching, sliced score matching, and its
 # variance-reduced form (keras_ncsn.losses; README "Reproducing the paper").
@@ -148,12 +151,16 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """Annealed Langevin dynamics settings (Algorithm 1 of the paper).
+    """Sampler settings: annealed Langevin dynamics (Algorithm 1 of the paper) by default.
 
     `convention` "reference_code" is x + a*s + sqrt(2a) z with a = step_size*(sigma_i/sigma_L)^2,
     as the authors' code (and their published samples); "paper" is x + a/2*s + sqrt(a) z.
+    `method` "ancestral" is the VE ancestral sampler (`keras_ncsn.sampling.AncestralSampler`):
+    one step per level from its prior N(0, sigma_1^2 I), ending with the denoising step, so
+    steps_per_level, step_size, convention, init and denoise are Langevin settings it ignores.
     """
 
+    method: str = "annealed_langevin"
     num_images: int = 64
     steps_per_level: int = 100
     step_size: float = 2e-5
@@ -166,6 +173,8 @@ class SampleConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check(self.method in METHODS,
+               f"sample.method must be one of {', '.join(METHODS)}, got {self.method!r}")
         _check(self.num_images > 0, "sample.num_images must be > 0")
         _check(self.steps_per_level > 0, "sample.steps_per_level must be > 0")
         _check(self.step_size > 0, "sample.step_size must be > 0")

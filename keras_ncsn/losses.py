@@ -30,11 +30,25 @@ def dsm_per_sample(score_fn: ScoreFn, x: tf.Tensor, sigmas: tf.Tensor, levels: t
     1/2 ||sigma s(x~) + z||^2, which is what is computed (same value, better conditioned
     for small sigma). `levels` picks each sample's sigma; `noise` is z ~ N(0, I).
     """
+    used, _, score = perturbed_score(score_fn, x, sigmas, levels, noise)
+    return dsm_from_score(score, used, noise)
+
+
+def perturbed_score(score_fn: ScoreFn, x: tf.Tensor, sigmas: tf.Tensor, levels: tf.Tensor,
+                    noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(sigma, x~, s(x~, level)) with x~ = x + sigma z at each sample's level; sigma is
+    shaped [B, 1, ...] to broadcast over a sample. The first half of `dsm_per_sample`, for
+    callers that use the score again (`keras_ncsn.likelihood`'s decoder)."""
     used = tf.reshape(tf.gather(sigmas, levels), [-1] + [1] * (len(x.shape) - 1))
     used = tf.cast(used, x.dtype)
-    score = tf.cast(score_fn(x + used * noise, levels), x.dtype)
-    residual = used * score + noise
-    return 0.5 * tf.reduce_sum(tf.square(residual), axis=list(range(1, len(x.shape))))
+    perturbed = x + used * noise
+    return used, perturbed, tf.cast(score_fn(perturbed, levels), x.dtype)
+
+
+def dsm_from_score(score: tf.Tensor, sigma: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+    """1/2 ||sigma s + z||^2 per sample: the DSM loss of `perturbed_score`'s output."""
+    residual = sigma * score + noise
+    return 0.5 * tf.reduce_sum(tf.square(residual), axis=list(range(1, len(score.shape))))
 
 
 def random_projections(shape, kind: str = "gaussian", seed=None) -> tf.Tensor:

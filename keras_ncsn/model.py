@@ -17,7 +17,7 @@ from keras_ncsn.layers import (ConditionalInstanceNormPlus, ConditionalResidualB
                                RefineBlock, conv2d)
 from keras_ncsn.losses import annealed_ssm_per_sample, dsm_per_sample, random_projections
 from keras_ncsn.noise import get_sigmas
-from keras_ncsn.sampling import AnnealedLangevin, check_images
+from keras_ncsn.sampling import LangevinSampler, check_images
 
 
 @keras.saving.register_keras_serializable(package="keras_ncsn")
@@ -32,7 +32,7 @@ class NCSN(keras.Model):
     ("ssm", "ssm_vr") of the data perturbed at that level (Gaussian projections; its
     expectation is the DSM loss minus D/2, see `annealed_ssm_per_sample`). `test_step`
     reports the loss overall and per level.
-    `sample` and `inpaint` run annealed Langevin dynamics with the model's score.
+    `sample` and `inpaint` run a sampler (annealed Langevin by default) with the model's score.
     """
 
     def __init__(self, image_shape: Sequence[int], sigmas: Sequence[float], ngf: int = 64,
@@ -79,7 +79,7 @@ class NCSN(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.level_trackers = [keras.metrics.Mean(name=f"loss_level_{i}")
                                for i in range(self.num_levels)]
-        self._samplers: dict[tuple, AnnealedLangevin] = {}
+        self._samplers: dict[tuple, LangevinSampler] = {}
 
     def call(self, inputs, training=None):
         x, y = inputs
@@ -117,19 +117,20 @@ class NCSN(keras.Model):
 
     # Sampling ---------------------------------------------------------------------------
 
-    def sampler(self, **options) -> AnnealedLangevin:
-        """The annealed Langevin sampler of this model for `options`, built once and reused.
+    def sampler(self, **options) -> LangevinSampler:
+        """The sampler of this model for `options`, built once and reused.
 
-        `options` are `AnnealedLangevin`'s keywords (steps_per_level, step_size, convention,
-        init, denoise, clip, jit_compile, snapshot_every); unset ones take `SampleConfig`'s
-        defaults. One sampler, and so one traced (compiled) loop, per distinct option set:
-        new seeds, batch sizes and weights reuse it.
+        `options` are `sample_options`' keywords (method, steps_per_level, step_size,
+        convention, init, denoise, clip, jit_compile) and snapshot_every; unset ones take
+        `SampleConfig`'s defaults (annealed Langevin; method="ancestral" for the VE
+        ancestral sampler). One sampler, and so one traced (compiled) loop, per distinct
+        option set: new seeds, batch sizes and weights reuse it.
         """
         key = tuple(sorted(options.items()))
         if key not in self._samplers:
             sigmas = keras.ops.convert_to_numpy(self.sigmas)
-            self._samplers[key] = AnnealedLangevin.from_config(self.score, sigmas,
-                                                               SampleConfig(), **options)
+            self._samplers[key] = LangevinSampler.from_config(self.score, sigmas,
+                                                              SampleConfig(), **options)
         return self._samplers[key]
 
     def sample(self, num_images: int, seed: Union[int, tf.Tensor] = 0, *, ema: bool = True,

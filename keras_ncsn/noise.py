@@ -49,3 +49,18 @@ def step_sizes(sigmas: Sequence[float], step_size: float,
     if convention == "paper":
         return alpha / 2, np.sqrt(alpha)
     return alpha, np.sqrt(2 * alpha)
+
+
+def ancestral_steps(sigmas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-level (drift coefficient, noise std) of the VE ancestral sampler, one step a level.
+
+    Step i moves x_i (noise sigma_i) to x_{i+1}: x + (sigma_i^2 - sigma_{i+1}^2) s(x, i) +
+    sigma_{i+1} / sigma_i * sqrt(sigma_i^2 - sigma_{i+1}^2) z, the Gaussian of the
+    inference chain's posterior q(x_{i+1} | x_i, x) with the score in place of the DSM
+    target (see `keras_ncsn.likelihood`). With sigma_{L+1} = 0 the last step is
+    x + sigma_L^2 s(x, L) without noise: the denoising step, i.e. the decoder's mean.
+    """
+    table = check_sigmas(sigmas)
+    following = np.append(table[1:], 0.0)
+    drift = table ** 2 - following ** 2
+    return drift, following / table * np.sqrt(drift)

@@ -1,4 +1,5 @@
-"""Langevin samplers over any score function: annealed (Algorithm 1), plain (Eq. 4), inpainting.
+"""Samplers over any score function: annealed Langevin (Algorithm 1), plain Langevin (Eq. 4),
+the VE ancestral sampler (the generative chain of `keras_ncsn.likelihood`), inpainting.
 
 Nothing here knows the model: a sampler takes `score_fn(x, level_index) -> score`, with x a
 float32 [B, H, W, C] batch and level_index an int32 [B] index into the sigma table
@@ -28,9 +29,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from keras_ncsn.config import INITS, SampleConfig
+from keras_ncsn.config import INITS, METHODS, SampleConfig
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.noise import check_sigmas, step_sizes
+from keras_ncsn.noise import ancestral_steps, check_sigmas, step_sizes
 
 ScoreFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 Size = Union[int, Sequence[int]]
@@ -69,9 +70,10 @@ def _level_range(levels: Sequence[int]) -> tuple[int, int]:
 class LangevinSampler:
     """Langevin dynamics over a schedule of noise levels, run as one compiled while loop.
 
-    Use `AnnealedLangevin` or `PlainLangevin`; this class holds the loop they share.
-    Level j of the schedule calls `score_fn` with index `level_ids[j]` and has noise
-    `sigmas[j]`, which inpainting adds to the observed pixels and denoising uses.
+    Use `AnnealedLangevin`, `PlainLangevin` or `AncestralSampler` (or `from_config`); this
+    class holds the loop they share. Level j of the schedule calls `score_fn` with index
+    `level_ids[j]` and has noise `sigmas[j]`, which inpainting adds to the observed pixels
+    and denoising uses.
     """
 
     def __init__(self, score_fn: ScoreFn, sigmas: Sequence[float], level_ids: Sequence[int],
@@ -98,6 +100,26 @@ class LangevinSampler:
             raise ConfigError(f"snapshot_every must be in [0, {self.num_steps}] (the number "
                               f"of steps; 0 turns snapshots off), got {snapshot_every}")
         self._functions: dict[str, tf.types.experimental.PolymorphicFunction] = {}
+
+    @staticmethod
+    def from_config(score_fn: ScoreFn, sigmas: Sequence[float],
+                    sample_config: SampleConfig, **overrides) -> "LangevinSampler":
+        """The sampler `sample_config.method` names (`AnnealedLangevin` or
+        `AncestralSampler`), with its `sample_options` replaced by keyword `overrides`."""
+        options = sample_options(sample_config)
+        unknown = set(overrides) - set(options) - {"snapshot_every"}
+        if unknown:
+            raise ConfigError(f"unknown sampler option(s): {', '.join(sorted(unknown))}; "
+                              f"options are {', '.join(options)}, snapshot_every")
+        options = {**options, **overrides}
+        method = options.pop("method")
+        if method == "annealed_langevin":
+            return AnnealedLangevin(score_fn, sigmas, **options)
+        if method == "ancestral":
+            return AncestralSampler(score_fn, sigmas, clip=options["clip"],
+                                    jit_compile=options["jit_compile"],
+                                    snapshot_every=options.get("snapshot_every", 0))
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
     @property
     def num_levels(self) -> int:
@@ -316,25 +338,32 @@ class AnnealedLangevin(LangevinSampler):
                          steps_per_level=steps_per_level, init=init, denoise=denoise,
                          clip=clip, jit_compile=jit_compile, snapshot_every=snapshot_every)
 
-    @classmethod
-    def from_config(cls, score_fn: ScoreFn, sigmas: Sequence[float],
-                    sample_config: SampleConfig, **overrides) -> "AnnealedLangevin":
-        """Builds a sampler from `sample` (see `sample_options`) with keyword `overrides`."""
-        options = sample_options(sample_config)
-        unknown = set(overrides) - set(options) - {"snapshot_every"}
-        if unknown:
-            raise ConfigError(f"unknown sampler option(s): {', '.join(sorted(unknown))}; "
-                              f"options are {', '.join(options)}, snapshot_every")
-        return cls(score_fn, sigmas, **{**options, **overrides})
+
+class AncestralSampler(LangevinSampler):
+    """The VE ancestral sampler: the generative chain whose variational bound
+    `keras_ncsn.likelihood` computes, one step per noise level (`noise.ancestral_steps`).
+
+    Starts from the prior N(0, sigma_1^2 I); step i draws x_{i+1} ~ N(x_i + (sigma_i^2 -
+    sigma_{i+1}^2) s(x_i, i), sigma_{i+1}^2 (sigma_i^2 - sigma_{i+1}^2) / sigma_i^2 I), and
+    the last step, x_L + sigma_L^2 s(x_L, L), is the decoder's mean (the denoising step).
+    L score evaluations in all, against L*T for annealed Langevin.
+    """
+
+    def __init__(self, score_fn: ScoreFn, sigmas: Sequence[float], *, clip: bool = True,
+                 jit_compile: bool = True, snapshot_every: int = 0) -> None:
+        drift, noise_std = ancestral_steps(sigmas)
+        super().__init__(score_fn, sigmas, np.arange(len(drift)), drift, noise_std,
+                         steps_per_level=1, init="gaussian", denoise=False, clip=clip,
+                         jit_compile=jit_compile, snapshot_every=snapshot_every)
 
 
 def sample_options(sample_config: SampleConfig) -> dict[str, object]:
-    """The `AnnealedLangevin` keywords a `SampleConfig` sets.
+    """The sampler keywords a `SampleConfig` sets (`LangevinSampler.from_config`).
 
     `num_images`, `seed` and `grid_every` (training steps between sample grids) are not
     sampler settings; snapshots are off unless `snapshot_every` is passed separately.
     """
-    return dict(steps_per_level=sample_config.steps_per_level,
+    return dict(method=sample_config.method, steps_per_level=sample_config.steps_per_level,
                 step_size=sample_config.step_size, convention=sample_config.convention,
                 init=sample_config.init, denoise=sample_config.denoise,
                 clip=sample_config.clip, jit_compile=sample_config.jit_compile)
