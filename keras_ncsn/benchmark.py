@@ -24,10 +24,13 @@ import time
 from typing import Any, Callable, Sequence
 
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.io import atomic_write_text
+from keras_ncsn.io import atomic_write_text, check_output_files
 
 Result = dict[str, Any]
 RESULT_PREFIX = "BENCH_RESULT "
+# The serving case's export folder unless --export names another: the shipped model.
+DEFAULT_EXPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "saved_models", "mnist_quick")
 # Model sizes: (preset, --set overrides). "tiny" keeps --quick within about a minute.
 SIZES: dict[str, tuple[str, list[str]]] = {
     "tiny": ("quick", ["model.ngf=4", "data.image_size=16", "data.center_crop=28",
@@ -512,15 +515,27 @@ def machine() -> Result:
             **versions, "load_avg_at_start": round(os.getloadavg()[0], 2)}
 
 
-def run(*, quick: bool, patterns: Sequence[str] | None, out_dir: str, export: str,
+def run(*, quick: bool, patterns: Sequence[str] | None, out_dir: str, export: str | None,
         reference: dict[str, str] | None, timeout: float, command: str,
-        log: Callable[[str], None] = print) -> tuple[Result, str]:
-    """Runs the selected cases one process each; writes and returns (report, JSON path)."""
-    specs = select(plan(quick, export, reference), patterns)
+        overwrite: bool = False, log: Callable[[str], None] = print) -> tuple[Result, str]:
+    """Runs the selected cases one process each; writes and returns (report, JSON path).
+
+    `export` (default `DEFAULT_EXPORT`) is checked when the serving case runs, and an error
+    when given for a run without it; a report of the same day and host in `out_dir` is
+    replaced only when `overwrite`. Both fail before any case runs.
+    """
+    specs = select(plan(quick, os.path.abspath(export or DEFAULT_EXPORT), reference), patterns)
+    if any(spec["kind"] == "serving" for spec in specs):
+        from keras_ncsn.onnx_runtime import check_export
+
+        check_export(export or DEFAULT_EXPORT)
+    elif export is not None:
+        raise ConfigError("--export is the serving case's model, but --cases leaves serving out")
     stamp = time.strftime("%Y-%m-%d")
     report: Result = {"date": stamp, "host": socket.gethostname(), "command": command,
                       "quick": quick, "machine": machine(), "cases": []}
     path = os.path.join(out_dir, f"{stamp}-{report['host']}.json")
+    check_output_files([path, path[:-len(".json")] + ".md"], overwrite=overwrite)
     for spec in specs:
         log(f"{spec['id']} ...")
         case = run_in_subprocess(spec, quick, timeout)

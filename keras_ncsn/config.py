@@ -57,6 +57,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(bool(self.dataset), "data.dataset must not be empty")
+        _check(self.dataset != "embedded" or not self.data_dir,
+               f"data.dataset=embedded reads the MNIST subset shipped in the package, not "
+               f"data.data_dir={self.data_dir}: leave out one of them (data.dataset=files, "
+               f"or no --dataset, reads the path)")
         _check(self.image_size >= 4 and self.image_size % 2 == 0,
                f"data.image_size must be an even number >= 4, got {self.image_size}")
         _check(self.channels in (1, 3), f"data.channels must be 1 or 3, got {self.channels}")
@@ -276,7 +280,15 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
 
 
 def override(config: Config, assignments: Iterable[str]) -> Config:
-    """Applies `section.key=value` strings (the `--set` flag) to a config."""
+    """Applies `section.key=value` strings (the `--set` flag) to a config.
+
+    A section takes all its changes at once, so values checked together (noise.sigma_begin
+    >= noise.sigma_end) may come in any order; a repeated key keeps its last value. The data
+    source follows what is set: data.data_dir on an "embedded" config reads that path
+    (data.dataset becomes "files"), and data.dataset=embedded drops a data_dir it does not
+    read; setting both that way is an error (`DataConfig`), never a silently ignored path.
+    """
+    changes: dict[str, dict[str, Any]] = {}
     for item in assignments:
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -291,10 +303,32 @@ def override(config: Config, assignments: Iterable[str]) -> Config:
         if name not in valid:
             raise ConfigError(f"unknown config key {key!r}; keys of {section!r} are "
                               f"{', '.join(valid)}")
-        new_section = replace(getattr(config, section),
-                              **{name: _coerce(key, value, _field_type(section_type, name))})
-        config = replace(config, **{section: new_section})
+        changes.setdefault(section, {})[name] = _coerce(key, value,
+                                                        _field_type(section_type, name))
+    data = changes.get("data", {})
+    if data.get("data_dir") and "dataset" not in data and config.data.dataset == "embedded":
+        data["dataset"] = "files"
+    if data.get("dataset") == "embedded" and "data_dir" not in data:
+        data["data_dir"] = ""
+    for section, values in changes.items():
+        config = replace(config, **{section: replace(getattr(config, section), **values)})
     return config
+
+
+def override_sample(config: Config, assignments: Iterable[str],
+                    unused: Mapping[str, str] | None = None) -> SampleConfig:
+    """`config.sample` with `--set` assignments, for scripts that only sample: a key of
+    another section is an error, and so is a key of `unused` (key -> what to use instead),
+    which would have no effect there."""
+    assignments = list(assignments)
+    for item in assignments:
+        key = item.partition("=")[0].strip()
+        if not key.startswith("sample."):
+            raise ConfigError(f"only sample settings can change here: --set takes only "
+                              f"sample.KEY=VALUE, got {item!r}")
+        if unused and key in unused:
+            raise ConfigError(f"{key} has no effect here: {unused[key]}")
+    return override(config, assignments).sample
 
 
 def _paper(name: str, dataset: str, image_size: int, channels: int, ngf: int,

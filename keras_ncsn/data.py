@@ -19,14 +19,14 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
 from keras_ncsn.config import DataConfig
-from keras_ncsn.errors import DataError
+from keras_ncsn.errors import DataError, ImageShapeError
 
 SPLITS = ("train", "eval")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -39,6 +39,9 @@ EVAL_SEED = 0
 # Seeds the held-out eval subset of sources without a test split.
 HOLD_OUT_SEED = 0
 _AUTOTUNE = tf.data.AUTOTUNE
+# PIL modes of one-channel images (with or without alpha); any other mode counts as colour.
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "F")
+Log = Callable[[str], None]
 
 
 @contextlib.contextmanager
@@ -109,8 +112,18 @@ def _holds_tfds_data(folder: str, name: str) -> bool:
 def resolve_source(config: DataConfig) -> str:
     """Which source the config reads: "embedded", "array", "idx", "folder" or "tfds".
 
-    Also checks that `data_dir` exists and, for data.dataset=files, holds usable data.
+    Also checks that `data_dir` exists and, for data.dataset=files, holds usable data, and
+    that data.download is asked for tensorflow-datasets data only (nothing else downloads).
     """
+    source = _find_source(config)
+    if config.download and source != "tfds":
+        raise DataError(f"data.download=true fetches tensorflow-datasets data, but "
+                        f"{describe_source(config, source)} is read as it is: drop "
+                        "data.download")
+    return source
+
+
+def _find_source(config: DataConfig) -> str:
     if config.dataset == "embedded":
         return "embedded"
     path = config.data_dir
@@ -136,26 +149,53 @@ def resolve_source(config: DataConfig) -> str:
     return "tfds"
 
 
-def _check_channels(found: int | None, config: DataConfig, where: str) -> None:
-    if found != config.channels:
-        hint = (f"use --set data.channels={found}" if found in (1, 3) else
-                "images must be channels-last [N, H, W, C] with C = 1 or 3")
-        raise DataError(f"images in {where} have {found} channels (last axis) but data.channels "
-                        f"is {config.channels}: {hint}")
+def describe_source(config: DataConfig, source: str) -> str:
+    """The source in words, e.g. "IDX files in ../shared/data/mnist"."""
+    if source == "embedded":
+        return f"the MNIST subset shipped in keras_ncsn/assets/{EMBEDDED_PATH.name}"
+    if source == "tfds":
+        return f"tensorflow-datasets {config.dataset}" + (
+            f" in {config.data_dir}" if config.data_dir else "")
+    kind = {"array": "array file", "idx": "IDX files in", "folder": "image files in"}[source]
+    return f"{kind} {config.data_dir}"
 
 
-def _check_crop(height: int | None, width: int | None, config: DataConfig, where: str) -> None:
-    if height is not None and width is not None and config.center_crop > min(height, width):
-        raise DataError(f"data.center_crop={config.center_crop} is larger than the "
-                        f"{height}x{width} images in {where}")
+def _check_shape(height: int | None, width: int | None, channels: int | None,
+                 config: DataConfig, where: str) -> None:
+    """Images of `where` must have the config's channels and, unless data.center_crop
+    resizes them, its size: one error names every --set that makes the config fit."""
+    if channels is not None and channels not in (1, 3):
+        raise DataError(f"images in {where} have {channels} channels (last axis): images "
+                        "must be channels-last [N, H, W, C] with C = 1 or 3")
+    if height is None or width is None:
+        return
+    if config.center_crop:
+        if config.center_crop > min(height, width):
+            raise DataError(f"data.center_crop={config.center_crop} is larger than the "
+                            f"{height}x{width} images in {where}")
+    elif height != width:
+        raise DataError(f"images in {where} are {height}x{width} but data.image_size is "
+                        f"{config.image_size}: crop them square with --set "
+                        f"data.center_crop={min(height, width)}")
+    resized = not config.center_crop and height != config.image_size
+    fixes = [f"--set data.image_size={height}"] if resized else []
+    if channels is not None and channels != config.channels:
+        fixes.append(f"--set data.channels={channels}")
+    if fixes:
+        resize = (f" (or --set data.center_crop={height} to resize them to "
+                  f"{config.image_size}x{config.image_size})" if resized else "")
+        raise ImageShapeError(f"images in {where} are {height}x{width}x{channels} but "
+                              f"data.image_size={config.image_size}, data.channels="
+                              f"{config.channels}: add {' '.join(fixes)}{resize}",
+                              where, (height, width, channels))
 
 
 def _as_images(array: np.ndarray, config: DataConfig, where: str) -> np.ndarray:
     """Validates an in-memory array and returns it as uint8 [N, H, W, C] of the right size.
 
     Floats must lie in [0, 1] (scaled by 255 and rounded), integers in 0..255. A grayscale
-    [N, H, W] array gets a channel axis; any other channel mismatch is an error, because
-    a wrong last axis usually means a channels-first array rather than another colour mode.
+    [N, H, W] array gets a channel axis; any other shape mismatch is an error (`_check_shape`),
+    because a wrong last axis usually means a channels-first array, not another colour mode.
     """
     if array.ndim == 3:
         array = array[..., None]
@@ -164,7 +204,7 @@ def _as_images(array: np.ndarray, config: DataConfig, where: str) -> np.ndarray:
                         "[N, H, W] or [N, H, W, C]")
     if array.shape[0] == 0:
         raise DataError(f"{where} holds no images (shape {array.shape})")
-    _check_channels(array.shape[-1], config, where)
+    _check_shape(*array.shape[1:], config, where)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise DataError(f"{where} contains NaN or infinite values")
@@ -179,14 +219,6 @@ def _as_images(array: np.ndarray, config: DataConfig, where: str) -> np.ndarray:
     else:
         raise DataError(f"{where} holds {array.dtype} values; expected uint8 images "
                         "(or floats in [0, 1])")
-    height, width = array.shape[1:3]
-    if config.center_crop:
-        _check_crop(height, width, config, where)
-    elif (height, width) != (config.image_size, config.image_size):
-        hint = (f"use --set data.image_size={height}" if height == width else
-                f"crop them square with --set data.center_crop={min(height, width)}")
-        raise DataError(f"images in {where} are {height}x{width} but data.image_size is "
-                        f"{config.image_size}: {hint}")
     return array.astype(np.uint8)
 
 
@@ -217,17 +249,25 @@ def _read_idx_folder(folder: str, config: DataConfig) -> tuple[np.ndarray, np.nd
             _as_images(read_idx(test_path), config, test_path) if test_path else None)
 
 
-def _read_image_folder(folder: str, config: DataConfig) -> np.ndarray:
-    """All images under `folder`, converted by PIL to grayscale or RGB; all the same size."""
+def _read_image_folder(folder: str, config: DataConfig, log: Log | None = None) -> np.ndarray:
+    """All images under `folder`, converted by PIL to grayscale or RGB; all the same size.
+
+    Converting colour images to grayscale (or back) is logged, so that it is never silent.
+    """
     mode = "L" if config.channels == 1 else "RGB"
-    files, images = _image_files(folder), []
+    files, images, converted = _image_files(folder), [], 0
     for path in files:
         with _reading(path, "image"), Image.open(path) as image:
+            converted += (image.mode in GRAY_MODES) != (config.channels == 1)
             images.append(np.asarray(image.convert(mode)))
         if images[-1].shape != images[0].shape:
             (h0, w0), (h, w) = images[0].shape[:2], images[-1].shape[:2]
             raise DataError(f"images in {folder} differ in size: {files[0]} is {h0}x{w0} but "
                             f"{path} is {h}x{w} (height x width); all must be the same size")
+    if converted and log:
+        log(f"data: converted {converted:,} of the {len(files):,} images in {folder} from "
+            f"{'colour to grayscale' if config.channels == 1 else 'grayscale to RGB'} "
+            f"(data.channels={config.channels})")
     return _as_images(np.stack(images), config, folder)
 
 
@@ -257,37 +297,48 @@ def _crop_and_resize(images: tf.Tensor, config: DataConfig) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def _memory_splits(config: DataConfig, source: str) -> dict[str, np.ndarray]:
+def _memory_splits(config: DataConfig, source: str,
+                   log: Log | None = None) -> dict[str, np.ndarray]:
     """Train and eval images of an in-memory source: split, capped, cropped and resized.
 
     Without a test split, eval is a seeded random subset of eval_fraction of the images
     (not the tail: folders are often sorted by class); both splits keep the file order.
+    With `log`, says what was read (one line).
     """
     if source == "folder":
-        train, test = _read_image_folder(config.data_dir, config), None
+        train, test = _read_image_folder(config.data_dir, config, log), None
     elif source == "idx":
         train, test = _read_idx_folder(config.data_dir, config)
     else:
         train, test = _read_arrays(str(EMBEDDED_PATH) if source == "embedded" else config.data_dir,
                                    config)
+    held_out = "its test split"
     if test is None:
         count = _held_out_count(len(train), config, config.data_dir)
-        held_out = np.zeros(len(train), bool)
+        chosen = np.zeros(len(train), bool)
         rng = np.random.default_rng(HOLD_OUT_SEED)
-        held_out[rng.choice(len(train), count, replace=False)] = True
-        train, test = train[~held_out], train[held_out]
+        chosen[rng.choice(len(train), count, replace=False)] = True
+        train, test = train[~chosen], train[chosen]
+        held_out = f"a seeded data.eval_fraction={config.eval_fraction:g} of the images"
     splits = {"train": train[:_cap(config, "train")], "eval": test[:_cap(config, "eval")]}
     if config.center_crop:
         splits = {split: np.concatenate(list(
             tf.data.Dataset.from_tensor_slices(images).batch(1024)
             .map(lambda x: _crop_and_resize(x, config)).as_numpy_iterator()))
             for split, images in splits.items()}
+    if log:
+        height, width, channels = splits["train"].shape[1:]
+        resized = (f", center-cropped to {config.center_crop}x{config.center_crop} and resized"
+                   if config.center_crop else "")
+        log(f"data: {len(splits['train']):,} training and {len(splits['eval']):,} held-out "
+            f"images ({height}x{width}x{channels}{resized}) from "
+            f"{describe_source(config, source)}; held out: {held_out}")
     return splits
 
 
 def _tfds_images(config: DataConfig, split: str,
                  shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Streams uint8 images of a tfds dataset, center-cropped and resized to data.image_size.
+    """Streams uint8 images of a tfds dataset, center-cropped and resized as data.center_crop says.
 
     Eval is the "test" split where the dataset has one, else the tail of "train" (tfds
     shuffles examples when it prepares a dataset, so the tail is a random subset).
@@ -318,9 +369,7 @@ def _tfds_images(config: DataConfig, split: str,
                         "data.download=true, or point --data-dir at prepared tensorflow-datasets "
                         "data or at image, IDX or .npz files") from None
     images = examples.map(lambda example: example["image"], num_parallel_calls=_AUTOTUNE)
-    height, width, channels = images.element_spec.shape
-    _check_channels(channels, config, f"tensorflow-datasets {name}")
-    _check_crop(height, width, config, f"tensorflow-datasets {name}")
+    _check_shape(*images.element_spec.shape, config, f"tensorflow-datasets {name}")
     images = images.map(lambda x: _crop_and_resize(x, config), num_parallel_calls=_AUTOTUNE)
     cap = _cap(config, split)
     return images if cap is None else images.take(cap)
@@ -366,22 +415,27 @@ def _batches(images: tf.data.Dataset, batch_size: int, seed: int, dequantize: bo
             .with_options(options))
 
 
-def make_datasets(config: DataConfig, batch_size: int,
-                  seed: int = 0) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+def make_datasets(config: DataConfig, batch_size: int, seed: int = 0,
+                  log: Log | None = None) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """(train, eval) datasets of float32 image batches [B, H, W, C] in [0, 1].
 
     Train repeats forever, shuffled by `seed`, flipped if data.random_flip, full batches
     only. Eval is one pass in order, no flips, with dequantisation keyed by `EVAL_SEED`, so
     every pass sees identical inputs. In-memory sources already hold their decoded images
-    as a tensor (caching would copy them); tfds caches small datasets itself.
+    as a tensor (caching would copy them); tfds caches small datasets itself. With `log`,
+    says which source was read ("data: ..."), and any conversion of the images.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
     source = resolve_source(config)
     if source == "tfds":
         train, test = _tfds_images(config, "train", shuffle_seed=seed), _tfds_images(config, "eval")
+        if log:
+            log(f"data: {describe_source(config, source)}, images {config.image_size}x"
+                f"{config.image_size}x{config.channels}; held out: its test split, or the "
+                "tail of train")
     else:
-        splits = _memory_splits(config, source)
+        splits = _memory_splits(config, source, log)
         train, test = (tf.data.Dataset.from_tensor_slices(splits[s]) for s in SPLITS)
     train = train.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     return (_batches(train, batch_size, seed, config.dequantize, config.random_flip, True),

@@ -17,6 +17,16 @@ class DataError(NCSNError, ValueError):
     """Missing, empty or malformed training data."""
 
 
+class ImageShapeError(DataError):
+    """Images whose size or channel count differs from the config's; the message names the
+    --set that fits, and `where` and `shape` (height, width, channels) let a script that
+    takes other flags word its own."""
+
+    def __init__(self, message: str, where: str, shape: tuple[int, int, int]) -> None:
+        super().__init__(message)
+        self.where, self.shape = where, shape
+
+
 class CheckpointError(NCSNError):
     """A missing, corrupt or incompatible checkpoint or run folder."""
 
@@ -27,3 +37,8 @@ class TrainingError(NCSNError):
 
 class ExportError(NCSNError):
     """A missing, incomplete or unreadable export folder (scripts/export.py output)."""
+
+
+class OutputError(NCSNError):
+    """An output path that would replace something the program did not write, or that is
+    of the wrong kind (a file where a folder belongs, or a folder where a file does)."""

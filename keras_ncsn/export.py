@@ -44,10 +44,10 @@ import tensorflow as tf
 from keras_ncsn.config import PRESETS, Config, save_config
 from keras_ncsn.errors import ExportError
 from keras_ncsn.images import save_grid
-from keras_ncsn.io import atomic_path, atomic_write_text
+from keras_ncsn.io import atomic_path, atomic_write_text, check_output_folder
 from keras_ncsn.model import NCSN
-from keras_ncsn.onnx_runtime import (CARD_FILE, SAMPLER_FILE, SAMPLES_FILE, SAVED_MODEL_DIR,
-                                     SCORE_FILE, check_export)
+from keras_ncsn.onnx_runtime import (CARD_FILE, EXPORT_MARKERS, SAMPLER_FILE, SAMPLES_FILE,
+                                     SAVED_MODEL_DIR, SCORE_FILE, check_export)
 from keras_ncsn.sampling import LangevinSampler, sample_options
 from keras_ncsn.training import RunPaths, flatten_config, format_heldout, load_run
 
@@ -241,12 +241,15 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
 
 
 def export_run(run_dir: str, out: str, *, command: str | None = None,
-               notes: Sequence[str] = ()) -> str:
+               notes: Sequence[str] = (), overwrite: bool = False) -> str:
     """Exports the run in `run_dir` (EMA weights if kept) to the folder `out`, atomically.
 
     `command` is the training command for the model card (default: `training_command`);
-    `notes` are extra card lines (e.g. wall time and hardware). Returns `out`.
+    `notes` are extra card lines (e.g. wall time and hardware). `out` must be new or empty,
+    or with `overwrite` an earlier export (never another folder: it is replaced whole).
+    Returns `out`.
     """
+    check_output_folder(out, EXPORT_MARKERS, "export folder", replace=overwrite)
     config, model, step = load_run(run_dir)
     sampler = model.sampler(**sample_options(config.sample))
     heldout_path = RunPaths(run_dir).heldout

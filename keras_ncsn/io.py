@@ -1,4 +1,6 @@
-"""Atomic file writes: a crash (even SIGKILL) leaves the old file or the new one, never half."""
+"""Atomic file writes (a crash, even SIGKILL, leaves the old file or the new one, never half)
+and the checks that keep outputs from replacing anything the program did not write.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Iterator, Sequence
+
+from keras_ncsn.errors import OutputError
 
 
 @contextlib.contextmanager
@@ -52,3 +56,51 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def _check_no_file_above(folder: str, flag: str) -> None:
+    """`folder`, or its nearest existing ancestor, must be a folder (not a file)."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = folder if existing == os.path.abspath(folder) else f"{folder}: {existing}"
+        raise OutputError(f"{flag} {what} is a file, not a folder; choose another {flag}")
+
+
+def check_output_folder(path: str, markers: Sequence[str], what: str, *,
+                        replace: bool = False, flag: str = "--out") -> None:
+    """Refuses an output folder whose writing could destroy what the program did not write.
+
+    `path` may be missing or empty. A folder holding every one of `markers` is a `what`
+    (ours): allowed when `replace` (replaced or continued, as the caller does), else an
+    error asking for --overwrite. Any other folder, and a file, is refused.
+    """
+    _check_no_file_above(path, flag)
+    entries = sorted(os.listdir(path)) if os.path.isdir(path) else []
+    if not entries:
+        return
+    if all(os.path.exists(os.path.join(path, marker)) for marker in markers):
+        if replace:
+            return
+        raise OutputError(f"{flag} {path} is an earlier {what}: add --overwrite to replace "
+                          f"it, or choose another {flag}")
+    shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    article = "an" if what[0] in "aeiou" else "a"
+    raise OutputError(f"{flag} {path} exists and is not {article} {what} (it holds {shown}): "
+                      "choose a new or empty folder")
+
+
+def check_output_files(paths: Sequence[str], *, overwrite: bool = False,
+                       flag: str = "--out") -> None:
+    """Refuses to write the files `paths` over existing ones unless `overwrite` (a user's
+    file of the same name cannot be told apart from an earlier output), or where a folder,
+    or a file in place of their folder, is in the way."""
+    for path in paths:
+        _check_no_file_above(os.path.dirname(path) or os.curdir, flag)
+        if os.path.isdir(path):
+            raise OutputError(f"{flag}: {path} is a folder, not a file; choose another {flag}")
+    existing = [path for path in paths if os.path.exists(path)]
+    if existing and not overwrite:
+        raise OutputError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}"
+                          f": add --overwrite to replace, or choose another {flag}")

@@ -35,11 +35,17 @@ SAMPLES_FILE = "samples.png"
 # What loading needs; a folder without one of these was copied or written only in part.
 REQUIRED_FILES = (CONFIG_FILE, f"{SAVED_MODEL_DIR}/saved_model.pb",
                   f"{SAVED_MODEL_DIR}/variables/variables.index", SCORE_FILE, SAMPLER_FILE)
+# What marks a folder as an export, even an incomplete one: export.py --overwrite replaces
+# such a folder and refuses any other.
+EXPORT_MARKERS = (CONFIG_FILE, SAVED_MODEL_DIR)
 SAMPLERS = ("numpy", "onnx")
 
 
 def check_export(folder: str) -> Config:
     """The config of a complete export folder; ExportError if it is missing or incomplete."""
+    if os.path.isfile(folder):
+        raise ExportError(f"export folder {folder} is a file, not a folder written by "
+                          "scripts/export.py")
     if not os.path.isdir(folder):
         base = os.path.basename(os.path.normpath(folder))
         parent = os.path.dirname(os.path.abspath(folder))
@@ -68,6 +74,14 @@ def _session(path: str):
     except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"cannot load {path}: {message}") from None
+
+
+def check_sample_args(num_images: int, seed: int) -> None:
+    """`OnnxExport.sample`'s arguments: at least one image, and a seed NumPy takes (>= 0)."""
+    if int(num_images) < 1:
+        raise ConfigError(f"the number of images must be >= 1, got {num_images}")
+    if int(seed) < 0:
+        raise ConfigError(f"the seed must be >= 0 (NumPy's default_rng), got {seed}")
 
 
 class OnnxExport:
@@ -145,8 +159,7 @@ class OnnxExport:
     def sample(self, num_images: int, seed: int = 0, sampler: str = "numpy") -> np.ndarray:
         """`num_images` samples [N, H, W, C] by annealed Langevin dynamics, drawn from `seed`
         (see the module docstring), one level at a time to bound the noise held in memory."""
-        if int(num_images) < 1:
-            raise ConfigError(f"the number of images must be >= 1, got {num_images}")
+        check_sample_args(num_images, seed)
         rng = np.random.default_rng(seed)
         x = self.initial(num_images, rng)
         for level in range(self.num_levels):

@@ -374,6 +374,7 @@ def fig2_experiment(seed: int = 0, steps: int = 10_000, batch_size: int = 128,
 
     The default "ssm_vr" with Gaussian projections is what the authors' code trains Fig. 2 with.
     """
+    _check_count("steps", steps)
     _check_count("batch_size", batch_size)
     keras.utils.set_random_seed(seed)
     model = ScoreMLP(mixture.dim, objective=objective, projection=projection, seed=seed)
@@ -421,15 +422,18 @@ def fig1_experiment(data: DataConfig, seed: int = 0, steps: int = 400, batch_siz
     is itself a small noise) and on the images plus N(0, noise_std^2) noise."""
     if not 0 < tail_fraction <= 1:
         raise ConfigError(f"tail_fraction must be in (0, 1], got {tail_fraction}")
+    if not noise_std >= 0:
+        raise ConfigError(f"noise_std must be >= 0, got {noise_std}")
+    _check_count("steps", steps)
     _check_count("batch_size", batch_size)
     data = dataclasses.replace(data, dequantize=False)
     shape = (data.image_size, data.image_size, data.channels)
     losses = {}
     for name, std in (("raw", 0.0), ("noisy", noise_std)):
         keras.utils.set_random_seed(seed)
+        train, _ = make_datasets(data, batch_size, seed)  # first: bad data fails before a model
         model = ResidualScoreNet(shape, filters, blocks, objective=objective, noise_std=std,
                                  seed=seed)
-        train, _ = make_datasets(data, batch_size, seed)
         losses[name] = fit_sliced(model, train, steps, learning_rate)
     return Fig1Result(losses, noise_std, tail_fraction)
 

@@ -28,7 +28,7 @@ from keras_ncsn.data import make_datasets
 from keras_ncsn.distribute import (check_global_batch, check_same_step, describe, is_chief,
                                    shard_by_data)
 from keras_ncsn.errors import CheckpointError, ConfigError
-from keras_ncsn.io import atomic_write_text
+from keras_ncsn.io import atomic_write_text, check_output_folder
 from keras_ncsn.model import NCSN, build_model, compile_model, count_trainable_parameters
 
 HELDOUT_FILE = "heldout_loss.json"
@@ -105,6 +105,9 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
           strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Trains `config` in `out_dir`, resuming from its newest checkpoint if there is one.
 
+    `out_dir` must be new, empty or a run folder (config.json): training writes nothing
+    into a folder of other files. The data source read is logged ("data: ...").
+
     With a `strategy` (`distribute.make_strategy`) the model is built under its scope and
     train.batch_size is the global batch, split over its replicas; only the chief writes
     files, and in a multi-worker run `out_dir` must be a folder all workers share.
@@ -112,6 +115,7 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
     paths = RunPaths(out_dir)
+    check_output_folder(out_dir, (CONFIG_FILE,), "run folder", replace=True)
     config_path = os.path.join(out_dir, CONFIG_FILE)
     if os.path.exists(config_path):
         check_compatible(load_config(config_path), config, out_dir)
@@ -121,7 +125,8 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
     # stream is seeded by the step training resumes from, so a resumed run sees new batches.
     saved = list_checkpoints(paths.checkpoints)
     train_data, eval_data = make_datasets(config.data, train_cfg.batch_size,
-                                          seed=train_cfg.seed + (saved[-1][0] if saved else 0))
+                                          seed=train_cfg.seed + (saved[-1][0] if saved else 0),
+                                          log=log)
     with strategy.scope():
         model = compile_model(build_model(config), train_cfg)
     log(f"strategy: {describe(strategy)}, global batch {train_cfg.batch_size}")
@@ -180,7 +185,9 @@ def check_run(run_dir: str) -> Config:
     Cheap (builds no model), so scripts can check a run and their other inputs first.
     """
     if not os.path.isdir(run_dir):
-        raise CheckpointError(f"run folder {run_dir} does not exist")
+        what = ("is a file, not a folder written by fit.py" if os.path.exists(run_dir) else
+                "does not exist")
+        raise CheckpointError(f"run folder {run_dir} {what}")
     config = load_config(run_dir)
     checkpoints = RunPaths(run_dir).checkpoints
     if not list_checkpoints(checkpoints):

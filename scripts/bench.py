@@ -5,8 +5,9 @@ Examples:
     python scripts/bench.py --cases train/mnist/*,forward,reference \\
         --reference ../.mirror/ermongroup+ncsn/repo --python /path/to/torch-venv/bin/python
 Each case runs in its own process (its peak RSS is its own). Writes
-bench/results/<date>-<host>.json and a Markdown table beside it (.md); ratios against the
-reference come from the same run. Case ids: peak, train/<size>/<precision>/xla-<on|off>,
+bench/results/<date>-<host>.json and a Markdown table beside it (.md; an earlier report
+of the same day is replaced only with --overwrite); ratios against the reference come from
+the same run. Case ids: peak, train/<size>/<precision>/xla-<on|off>,
 forward/<size>, sampler/<size>, serving, mirrored, reference/<size>; --cases takes kinds
 (train, forward, ...) or globs of ids, comma-separated.
 """
@@ -24,6 +25,8 @@ from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
 
 quiet_tensorflow()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_REFERENCE_SCRIPT = os.path.join(REPO, os.pardir, "shared", "bench",
+                                        "reference_pytorch.py")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -34,16 +37,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cases", help="comma-separated kinds or id globs (default: all)")
     parser.add_argument("--out", default=os.path.join("bench", "results"),
                         help="folder for <date>-<host>.json and .md (bench/results)")
-    parser.add_argument("--export", default=os.path.join(REPO, "saved_models", "mnist_quick"),
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a report of the same day and host in --out")
+    parser.add_argument("--export",
                         help="export folder for the serving case (saved_models/mnist_quick)")
     parser.add_argument("--reference", metavar="DIR",
                         help="checkout of ermongroup/ncsn: also run the PyTorch baseline")
-    parser.add_argument("--python", default=sys.executable,
+    parser.add_argument("--python",
                         help="interpreter with torch for --reference (this one)")
     parser.add_argument("--reference-script",
-                        default=os.path.join(REPO, os.pardir, "shared", "bench",
-                                             "reference_pytorch.py"),
-                        help="the baseline script (../shared/bench/reference_pytorch.py)")
+                        help="the baseline script for --reference "
+                             "(../shared/bench/reference_pytorch.py)")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds before a case is killed (3600)")
     return parser.parse_args(argv)
@@ -56,18 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be positive, got {args.timeout}")
-    reference = (check_reference(args.reference, args.python, args.reference_script)
+    if not args.reference and (args.python or args.reference_script):
+        raise ConfigError("--python and --reference-script run the baseline of --reference: "
+                          "give --reference DIR too")
+    reference = (check_reference(args.reference, args.python or sys.executable,
+                                 args.reference_script or DEFAULT_REFERENCE_SCRIPT)
                  if args.reference else None)
-    if "serving" in (args.cases or "serving"):
-        from keras_ncsn.onnx_runtime import check_export
-
-        check_export(args.export)
     patterns = [p.strip() for p in args.cases.split(",") if p.strip()] if args.cases else None
     command = shlex.join(["python", "scripts/bench.py", *(sys.argv[1:] if argv is None
                                                            else argv)])
     report, path = run(quick=args.quick, patterns=patterns, out_dir=args.out,
-                       export=os.path.abspath(args.export), reference=reference,
-                       timeout=args.timeout, command=command,
+                       export=args.export, reference=reference, timeout=args.timeout,
+                       command=command, overwrite=args.overwrite,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"wrote {path} and {path[:-len('.json')]}.md")
     return 1 if any("error" in case for case in report["cases"]) else 0

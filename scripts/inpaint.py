@@ -9,7 +9,7 @@ the side is missing), random (a seeded half of the pixels is missing), or an ima
 the run's size (white = observed, black = missing). Writes inpainting.png (one row per
 image: the occluded input with missing pixels grey, the draws, the original, as in the
 paper's Fig. 6) and inpainting.npz (originals, mask, inpainted [N, K, H, W, C], seed, step,
-sample config as JSON).
+sample config as JSON); files already there are replaced only with --overwrite.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ HALF_MASKS = ("top", "bottom", "left", "right")
 MASK_NAMES = (*HALF_MASKS, "center", "random")
 RANDOM_OBSERVED = 0.5  # fraction of pixels the "random" mask keeps
 MISSING_GREY = 0.5  # how missing pixels show in the occluded-input column
+DEFAULT_COUNT = 8  # images of --split
+# Sample settings that inpainting ignores: --set of one is an error (key -> instead).
+UNUSED_SETTINGS = {"sample.grid_every": "it spaces fit.py's sample grids",
+                   "sample.num_images": "use --num-images (images of --split) or --images"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -45,7 +49,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="image files of the run's size (converted to its channels)")
     source.add_argument("--split", choices=("eval", "train"),
                         help="images from the run's dataset (default: eval)")
-    parser.add_argument("--num-images", type=int, default=8,
+    parser.add_argument("--num-images", type=int,
                         help="how many images of --split (default: 8)")
     parser.add_argument("--draws", type=int, default=4,
                         help="inpainted draws per image (default: 4)")
@@ -53,6 +57,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="sample.KEY=VALUE", help="override a sample setting (repeatable)")
     parser.add_argument("--out", help="output folder (default: RUN_DIR/samples)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace inpainting.png and .npz already in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -111,31 +117,34 @@ def figure_rows(originals: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from keras_ncsn.config import override
+    from keras_ncsn.config import override_sample
     from keras_ncsn.data import load_images
     from keras_ncsn.errors import ConfigError
     from keras_ncsn.images import save_grid
-    from keras_ncsn.io import atomic_path
+    from keras_ncsn.io import atomic_path, check_output_files
     from keras_ncsn.sampling import sample_options
     from keras_ncsn.training import RunPaths, check_run, load_run
 
     check_mask_name(args.mask)
-    overrides = list(args.overrides) + ([f"sample.seed={args.seed}"] if args.seed is not None
-                                        else [])
-    if not all(item.strip().startswith("sample.") for item in overrides):
-        raise ConfigError("only sample settings can change when inpainting "
-                          "(--set sample.KEY=VALUE)")
-    for flag, value in (("--num-images", args.num_images), ("--draws", args.draws)):
+    if args.images and args.num_images is not None:
+        raise ConfigError("--num-images counts images of --split; with --images every file is "
+                          "inpainted: leave out --num-images")
+    count = DEFAULT_COUNT if args.num_images is None else args.num_images
+    for flag, value in (("--num-images", count), ("--draws", args.draws)):
         if value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}")
     config = check_run(args.run_dir)
-    sample = override(config, overrides).sample
+    sample = override_sample(config, list(args.overrides) + (
+        [f"sample.seed={args.seed}"] if args.seed is not None else []), UNUSED_SETTINGS)
+    out = args.out or RunPaths(args.run_dir).samples
+    png, npz = (os.path.join(out, name) for name in ("inpainting.png", "inpainting.npz"))
+    check_output_files([png, npz], overwrite=args.overwrite)
     size, channels = config.data.image_size, config.data.channels
     mask = build_mask(args.mask, size, sample.seed)
     if args.images:
         uint8 = read_images(args.images, size, channels)
     else:
-        uint8 = load_images(config.data, args.split or "eval", args.num_images)
+        uint8 = load_images(config.data, args.split or "eval", count)
     originals = uint8.astype(np.float32) / 255.0
     _, model, step = load_run(args.run_dir)
     count, draws = len(originals), args.draws
@@ -144,10 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     filled = model.inpaint(np.repeat(originals, draws, axis=0), mask, seed=sample.seed,
                            progress=not args.no_progress, **sample_options(sample))
     inpainted = filled.numpy().reshape(count, draws, *originals.shape[1:])
-    out = args.out or RunPaths(args.run_dir).samples
-    png = save_grid(figure_rows(originals, mask, inpainted),
-                    os.path.join(out, "inpainting.png"), ncol=draws + 2)
-    npz = os.path.join(out, "inpainting.npz")
+    save_grid(figure_rows(originals, mask, inpainted), png, ncol=draws + 2)
     with atomic_path(npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, originals=originals, mask=mask, inpainted=inpainted, seed=sample.seed,
                  step=step, sample_config=json.dumps(asdict(sample), sort_keys=True))

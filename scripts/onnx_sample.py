@@ -7,7 +7,8 @@ Examples:
 onnx" runs sampler.onnx, the whole loop as one ONNX graph. Both read the sigmas and sampler
 settings from the folder's config.json and draw the starting batch and the noise from
 NumPy's default_rng(seed), so they give the same images for a seed (up to float rounding);
-TensorFlow's samplers give other images for the same seed.
+TensorFlow's samplers give other images for the same seed. An existing --out file is
+replaced only with --overwrite.
 """
 
 from __future__ import annotations
@@ -33,16 +34,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="NumPy seed (default: 0)")
     parser.add_argument("--out", default="onnx_samples.png", help="PNG grid to write "
                                                                   "(default: onnx_samples.png)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from keras_ncsn.errors import ConfigError
     from keras_ncsn.images import save_grid
-    from keras_ncsn.onnx_runtime import OnnxExport
+    from keras_ncsn.io import check_output_files
+    from keras_ncsn.onnx_runtime import OnnxExport, check_sample_args
 
     export = OnnxExport(args.export_dir)
     num_images = export.config.sample.num_images if args.num_images is None else args.num_images
+    check_sample_args(num_images, args.seed)
+    if not args.out.lower().endswith(".png"):
+        raise ConfigError(f"--out is a PNG grid and must end in .png, got {args.out}")
+    check_output_files([args.out], overwrite=args.overwrite)
     print(f"sampling {num_images} images from {os.path.abspath(args.export_dir)} with the "
           f"{args.sampler} sampler: {export.num_levels} noise levels x "
           f"{export.steps_per_level} steps (seed {args.seed})")

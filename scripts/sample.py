@@ -10,7 +10,8 @@ With several replicas (--strategy, or auto on several GPUs) each draws its share
 images from its own seed stream; the images then depend on the seed and the replica count.
 Writes grid.png and samples.npz (images float32 [N, H, W, C] in [0, 1], seed, step and the
 sample config as JSON); with --strip K, strip.png (one row per image, the state every K
-Langevin steps from the initial noise to the result); with --gif, evolution.gif.
+Langevin steps from the initial noise to the result); with --gif, evolution.gif. Files
+already in the output folder (an earlier sample.py's) are replaced only with --overwrite.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from keras_ncsn.cli import add_strategy_arguments, quiet_tensorflow, run_main  # noqa: E402
 
 quiet_tensorflow()
+# Sample settings that sampling a run ignores: --set of one is an error (key -> instead).
+UNUSED_SETTINGS = {"sample.grid_every": "it spaces fit.py's sample grids; --strip K snapshots "
+                                        "this sampler"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -42,6 +46,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="sample.KEY=VALUE", help="override a sample setting (repeatable)")
     parser.add_argument("--out", help="output folder (default: RUN_DIR/samples)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace grid.png, samples.npz, ... already in --out")
     parser.add_argument("--strip", type=int, metavar="K",
                         help="also write strip.png with the state every K Langevin steps")
     parser.add_argument("--gif", action="store_true",
@@ -53,18 +59,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def sample_overrides(args: argparse.Namespace) -> list[str]:
-    """The --set assignments plus the shortcut flags; only sample.* settings may change."""
-    from keras_ncsn.errors import ConfigError
-
+    """The --set assignments plus the shortcut flags."""
     overrides = list(args.overrides)
     for key, value in (("sample.num_images", args.num_images), ("sample.seed", args.seed),
                        ("sample.steps_per_level", args.steps_per_level)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    for item in overrides:
-        if not item.strip().startswith("sample."):
-            raise ConfigError(f"only sample settings can change when sampling "
-                              f"(--set sample.KEY=VALUE), got {item!r}")
     return overrides
 
 
@@ -79,20 +79,23 @@ def evolution(initial: np.ndarray, snapshots: np.ndarray, final: np.ndarray) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from keras_ncsn.config import override
+    from keras_ncsn.config import override_sample
     from keras_ncsn.distribute import is_chief, make_strategy, sample_distributed
     from keras_ncsn.errors import ConfigError
     from keras_ncsn.images import save_gif, save_grid, save_strip
-    from keras_ncsn.io import atomic_path
+    from keras_ncsn.io import atomic_path, check_output_files
     from keras_ncsn.sampling import sample_options
     from keras_ncsn.training import RunPaths, check_run, load_run
 
-    overrides = sample_overrides(args)
     if args.strip is not None and args.strip < 1:
         raise ConfigError(f"--strip K needs K >= 1 (Langevin steps between columns), "
                           f"got {args.strip}")
     config = check_run(args.run_dir)
-    sample = override(config, overrides).sample
+    sample = override_sample(config, sample_overrides(args), UNUSED_SETTINGS)
+    out = args.out or RunPaths(args.run_dir).samples
+    names = ["grid.png", "samples.npz", *(["strip.png"] if args.strip else []),
+             *(["evolution.gif"] if args.gif else [])]
+    check_output_files([os.path.join(out, name) for name in names], overwrite=args.overwrite)
     strategy = make_strategy(args.strategy, args.tpu)
     replicas = strategy.num_replicas_in_sync
     if replicas > 1 and (args.strip or args.gif):
@@ -101,7 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _, model, step = load_run(args.run_dir)
     snapshot_every = args.strip or (sample.steps_per_level if args.gif else 0)
     options = {**sample_options(sample), "snapshot_every": snapshot_every}
-    out = args.out or RunPaths(args.run_dir).samples
     print(f"sampling {sample.num_images} images from {os.path.abspath(args.run_dir)} at step "
           f"{step}: {config.noise.num_levels} noise levels x {sample.steps_per_level} steps "
           f"(seed {sample.seed}, {replicas} replica(s))")

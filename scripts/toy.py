@@ -1,14 +1,15 @@
 """The paper's toy experiments (Fig. 1-3): each sub-command writes a PNG figure and JSON numbers.
 
 Examples:
-    python scripts/toy.py fig3                 # mode weights: plain vs annealed Langevin, 3 seeds
+    python scripts/toy.py fig3 --overwrite     # mode weights: plain vs annealed Langevin, 3 seeds
     python scripts/toy.py fig3 --schedule paper  # sigma 10 -> 0.1, mixture convolved with the noise
     python scripts/toy.py fig2                 # SSM-trained MLP: accurate near the modes only
     python scripts/toy.py fig1 --data-dir ../shared/data/cifar10_jpeg_10k.npz
     python scripts/toy.py fig1 --data-dir ../shared/data/mnist --image-size 28 --channels 1
     python scripts/toy.py fig2 --quick         # seconds, into runs/toy
-Full runs write into docs/figures (figN_*.png and .json), --quick runs into runs/toy; each
-full run takes at most 10 minutes on 2 CPU cores. See keras_ncsn/toy.py for the science.
+Full runs write into docs/figures (figN_*.png and .json), --quick runs into runs/toy; a
+figure already there is replaced only with --overwrite. Each full run takes at most 10
+minutes on 2 CPU cores. See keras_ncsn/toy.py for the science.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ DEFAULT_IMAGES = os.path.normpath(os.path.join(REPO, os.pardir, "shared", "data"
                                                "cifar10_jpeg_10k.npz"))
 STEMS = {"fig1": "fig1_ssm_loss", "fig2": "fig2_scores", "fig3": "fig3_langevin"}
 HEAVY = 1  # index of the (5, 5) mode, weight 4/5, in the mixture's means
+# Defaults of the counting flags, full and with --quick; a flag given explicitly wins.
+DEFAULTS = {"fig1": {"steps": 400, "batch_size": 32}, "fig2": {"steps": 10_000},
+            "fig3": {"chains": 1280, "repeats": 3}}
+QUICK = {"fig1": {"steps": 6, "batch_size": 4}, "fig2": {"steps": 50},
+         "fig3": {"chains": 256, "repeats": 1}}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -40,7 +46,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                       "with --quick)")
     common.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     common.add_argument("--quick", action="store_true",
-                        help="a few seconds' version of the experiment, for tests")
+                        help="a few seconds' version of the experiment, for tests (counts "
+                             "given as flags still apply)")
+    common.add_argument("--overwrite", action="store_true",
+                        help="replace the figure's .png and .json already in --out")
     commands = parser.add_subparsers(dest="command", required=True)
 
     fig1 = commands.add_parser("fig1", parents=[common],
@@ -48,16 +57,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     fig1.add_argument("--data-dir", default=DEFAULT_IMAGES,
                       help="images: an .npz/.npy file or a folder (default: the shared "
                            "CIFAR-10 subset)")
-    fig1.add_argument("--image-size", type=int, default=32, help="image size (default: 32)")
-    fig1.add_argument("--channels", type=int, default=3, help="1 or 3 (default: 3)")
-    fig1.add_argument("--steps", type=int, default=400, help="steps per curve (default: 400)")
-    fig1.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
+    fig1.add_argument("--image-size", type=int, default=32,
+                      help="data.image_size of the images (default: 32)")
+    fig1.add_argument("--channels", type=int, default=3,
+                      help="data.channels of the images, 1 or 3 (default: 3)")
+    fig1.add_argument("--steps", type=int, help="steps per curve (default: 400; 6 with --quick)")
+    fig1.add_argument("--batch-size", type=int, help="batch size (default: 32; 4 with --quick)")
     fig1.add_argument("--noise-std", type=float, default=0.01,
                       help="std of the noise of the second curve (default: 0.01)")
 
     fig2 = commands.add_parser("fig2", parents=[common],
                                help="SSM-trained MLP score vs the exact score")
-    fig2.add_argument("--steps", type=int, default=10_000, help="training steps (default: 10000)")
+    fig2.add_argument("--steps", type=int,
+                      help="training steps (default: 10000; 50 with --quick)")
     fig2.add_argument("--objective", default="ssm_vr", choices=("ssm", "ssm_vr"),
                       help="sliced score matching form (default: ssm_vr)")
     fig2.add_argument("--projection", default="gaussian", choices=("gaussian", "rademacher"),
@@ -68,14 +80,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     fig3.add_argument("--schedule", default="code", choices=("code", "paper"),
                       help="code: sigma 20 -> 1, component std replaced by sigma (default); "
                            "paper: sigma 10 -> 0.1, mixture convolved with N(0, sigma^2 I)")
-    fig3.add_argument("--chains", type=int, default=1280, help="chains (default: 1280)")
-    fig3.add_argument("--repeats", type=int, default=3,
-                      help="seeds seed, seed+1, ... to run (default: 3); the first is plotted")
-    return parser.parse_args(argv)
+    fig3.add_argument("--chains", type=int, help="chains (default: 1280; 256 with --quick)")
+    fig3.add_argument("--repeats", type=int,
+                      help="seeds seed, seed+1, ... to run (default: 3; 1 with --quick); the "
+                           "first is plotted")
+    args = parser.parse_args(argv)
+    for name, default in (QUICK if args.quick else DEFAULTS)[args.command].items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args
 
 
 def run_fig1(args: argparse.Namespace, out: str) -> dict:
     from keras_ncsn.config import DataConfig
+    from keras_ncsn.errors import ImageShapeError
     from keras_ncsn.toy import fig1_experiment, plot_fig1
 
     data = DataConfig(dataset="files", data_dir=args.data_dir, image_size=args.image_size,
@@ -83,8 +101,15 @@ def run_fig1(args: argparse.Namespace, out: str) -> dict:
     settings = dict(steps=args.steps, batch_size=args.batch_size, noise_std=args.noise_std,
                     learning_rate=1e-3, filters=32, blocks=2, objective="ssm_vr")
     if args.quick:
-        settings.update(steps=6, batch_size=4, filters=4, blocks=1)
-    result = fig1_experiment(data, seed=args.seed, **settings)
+        settings.update(filters=4, blocks=1)
+    try:
+        result = fig1_experiment(data, seed=args.seed, **settings)
+    except ImageShapeError as e:  # its message names --set, which this script does not take
+        height, width, channels = e.shape
+        raise ImageShapeError(f"images in {e.where} are {height}x{width}x{channels} but "
+                              f"--image-size is {args.image_size} and --channels "
+                              f"{args.channels}: use --image-size {height} --channels "
+                              f"{channels}", e.where, e.shape) from None
     plot_fig1(result, os.path.join(out, STEMS["fig1"] + ".png"))
     stats = result.tail_stats()
     for name, row in stats.items():
@@ -101,7 +126,7 @@ def run_fig2(args: argparse.Namespace, out: str) -> dict:
     settings = dict(steps=args.steps, batch_size=128, learning_rate=1e-3,
                     objective=args.objective, projection=args.projection, grid_size=161)
     if args.quick:
-        settings.update(steps=50, grid_size=41)
+        settings.update(grid_size=41)
     result = fig2_experiment(seed=args.seed, **settings)
     plot_fig2(result, os.path.join(out, STEMS["fig2"] + ".png"))
     ratio = result.low_density_error / result.near_mode_error
@@ -118,11 +143,9 @@ def run_fig3(args: argparse.Namespace, out: str) -> dict:
 
     settings = dict(chains=args.chains, schedule=args.schedule, plain_steps=1000,
                     steps_per_level=100)
-    repeats = args.repeats
     if args.quick:
-        settings.update(chains=256, plain_steps=100, steps_per_level=10)
-        repeats = 1
-    results = fig3_experiment(range(args.seed, args.seed + repeats), **settings)
+        settings.update(plain_steps=100, steps_per_level=10)
+    results = fig3_experiment(range(args.seed, args.seed + args.repeats), **settings)
     plot_fig3(results[0], os.path.join(out, STEMS["fig3"] + ".png"))
     runs = []
     for result in results:
@@ -144,20 +167,19 @@ def run_fig3(args: argparse.Namespace, out: str) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from keras_ncsn.io import atomic_write_text
+    from keras_ncsn.io import atomic_write_text, check_output_files
 
     out = args.out or os.path.join(*(("runs", "toy") if args.quick else ("docs", "figures")))
-    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, STEMS[args.command])
+    check_output_files([stem + ".png", stem + ".json"], overwrite=args.overwrite)
     start, cpu_start = time.time(), time.process_time()
     numbers = {"fig1": run_fig1, "fig2": run_fig2, "fig3": run_fig3}[args.command](args, out)
     report = {"command": ["scripts/toy.py", *(sys.argv[1:] if argv is None else argv)],
               "quick": args.quick, "seed": args.seed, **numbers,
               "wall_time_s": round(time.time() - start, 1),
               "cpu_time_s": round(time.process_time() - cpu_start, 1)}
-    path = os.path.join(out, STEMS[args.command] + ".json")
-    atomic_write_text(path, json.dumps(report, indent=1) + "\n")
-    print(f"wrote {os.path.join(out, STEMS[args.command])}.png and .json "
-          f"({report['wall_time_s']:.0f} s)")
+    atomic_write_text(stem + ".json", json.dumps(report, indent=1) + "\n")
+    print(f"wrote {stem}.png and .json ({report['wall_time_s']:.0f} s)")
     return 0
 
 

@@ -1,14 +1,15 @@
 """Train the small 28x28 classifier whose features give classifier-FID and Inception score.
 
 Examples:
-    python scripts/train_classifier.py --data-dir ../shared/data/mnist        # the shipped one
+    python scripts/train_classifier.py --data-dir ../shared/data/mnist --overwrite  # the shipped one
     python scripts/train_classifier.py --data-dir ../shared/data/fashion_mnist \
         --out saved_models/fashion_mnist_classifier.keras
     python scripts/train_classifier.py --data-dir embedded --epochs 2 --out /tmp/c.keras
 --data-dir is a folder of MNIST-format IDX files (train/t10k images and labels, .gz or not)
 or "embedded" (the 10,000 + 1,000 digits inside the package). Writes the model (.keras,
-no optimizer state) and PATH.json with the data, epochs and test accuracy; prints the
-test accuracy. --min-accuracy makes a lower accuracy an error (exit 1).
+no optimizer state) and PATH.json with the data, epochs and test accuracy (existing ones
+only with --overwrite); prints the test accuracy. --min-accuracy makes a lower accuracy an
+error (exit 1).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", required=True,
                         help='MNIST-format IDX folder, or "embedded"')
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"model file (default {DEFAULT_OUT})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the model file (and its .json) if it exists")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -44,12 +47,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from keras_ncsn.errors import ConfigError
-    from keras_ncsn.evaluation.features import load_labelled, save_classifier, train_classifier
+    from keras_ncsn.evaluation.features import (info_path, load_labelled, save_classifier,
+                                                train_classifier)
+    from keras_ncsn.io import check_output_files
 
     if args.epochs < 1 or args.batch < 1:
         raise ConfigError(f"--epochs and --batch must be >= 1, got {args.epochs}, {args.batch}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if not 0 <= args.min_accuracy <= 1:
+        raise ConfigError(f"--min-accuracy is a test accuracy in [0, 1], got {args.min_accuracy}")
     if not args.out.endswith(".keras"):
         raise ConfigError(f"--out must end in .keras, got {args.out}")
+    check_output_files([args.out, info_path(args.out)], overwrite=args.overwrite)
     data = load_labelled(args.data_dir)
     print(f"training the classifier on {len(data['x_train']):,} images of {args.data_dir} "
           f"for {args.epochs} epochs (batch {args.batch}, seed {args.seed})")

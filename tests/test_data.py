@@ -248,8 +248,8 @@ def test_npy_float_and_int_arrays(tmp_path):
 
 
 @pytest.mark.parametrize("array, config, words", [
-    (np.zeros((4, 8, 8, 3), np.uint8), {}, ["3 channels", "data.channels=3"]),
-    (np.zeros((4, 8, 8), np.uint8), {"channels": 3}, ["1 channels", "data.channels=1"]),
+    (np.zeros((4, 8, 8, 3), np.uint8), {}, ["are 8x8x3", "add --set data.channels=3"]),
+    (np.zeros((4, 8, 8), np.uint8), {"channels": 3}, ["are 8x8x1", "add --set data.channels=1"]),
     (np.zeros((4, 3, 8, 8), np.uint8), {"channels": 3}, ["8 channels", "channels-last"]),
     (np.zeros((8, 8), np.uint8), {}, ["shape (8, 8)"]),
     (np.zeros((0, 8, 8), np.uint8), {}, ["no images"]),
@@ -259,7 +259,10 @@ def test_npy_float_and_int_arrays(tmp_path):
     (np.full((4, 8, 8), 300, np.int32), {}, ["integers in [300, 300]"]),
     (np.full((4, 8, 8), -1, np.int8), {}, ["0..255"]),
     (np.full((4, 8, 8), "a"), {}, ["<U1"]),
-    (np.zeros((4, 6, 6), np.uint8), {}, ["6x6", "data.image_size=6"]),
+    (np.zeros((4, 6, 6), np.uint8), {}, ["6x6", "data.image_size=6", "data.center_crop=6"]),
+    (np.zeros((4, 6, 6, 3), np.uint8), {},
+     ["are 6x6x3 but data.image_size=8, data.channels=1: add --set data.image_size=6 "
+      "--set data.channels=3"]),
 ])
 def test_array_errors(tmp_path, array, config, words):
     np.save(tmp_path / "x.npy", array)
@@ -290,8 +293,10 @@ def test_tfds_mock_mnist(tmp_path):
         assert resolve_source(config) == "tfds"
         train, test = load_images(config), load_images(config, "eval")
         assert train.shape == (12, 28, 28, 1) and train.dtype == np.uint8 and test.shape[0] == 12
-        assert load_images(DataConfig(dataset="mnist", data_dir=str(tmp_path), image_size=16),
-                           limit=3).shape == (3, 16, 16, 1)
+        assert load_images(DataConfig(dataset="mnist", data_dir=str(tmp_path), image_size=16,
+                                      center_crop=28), limit=3).shape == (3, 16, 16, 1)
+        with pytest.raises(DataError, match="data.image_size=28 .*center_crop=28"):
+            load_images(DataConfig(dataset="mnist", data_dir=str(tmp_path), image_size=16))
         with pytest.raises(DataError, match="data.channels=1"):
             load_images(DataConfig(dataset="mnist", data_dir=str(tmp_path), channels=3))
         train_ds, eval_ds = make_datasets(config, batch_size=5, seed=0)

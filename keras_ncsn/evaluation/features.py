@@ -134,6 +134,8 @@ def load_labelled(source: str) -> dict[str, np.ndarray]:
     if source == "embedded":
         with np.load(EMBEDDED_PATH) as data:
             return {key: data[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    if not os.path.isdir(source):
+        raise DataError(f"{source} is not a folder of MNIST-format IDX files, nor \"embedded\"")
     names = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
              "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
     arrays = {}
@@ -144,6 +146,13 @@ def load_labelled(source: str) -> dict[str, np.ndarray]:
             raise DataError(f"{source} has no {name}[.gz]: a classifier needs MNIST-format "
                             "IDX images and labels for train and test (t10k)")
         arrays[key] = read_idx(path)
+        images = arrays[key.replace("y_", "x_")]
+        if key.startswith("x_") and images.shape[1:] != CLASSIFIER_SHAPE[:2]:
+            raise DataError(f"{path} holds images of shape {images.shape[1:]}; the classifier "
+                            f"takes {CLASSIFIER_SHAPE[0]}x{CLASSIFIER_SHAPE[1]} grayscale images")
+        if key.startswith("y_") and arrays[key].shape != images.shape[:1]:
+            raise DataError(f"{path} holds labels of shape {arrays[key].shape} for "
+                            f"{len(images):,} images")
     return arrays
 
 
@@ -165,8 +174,13 @@ def train_classifier(data: dict[str, np.ndarray], *, epochs: int, batch_size: in
     return model, float(accuracy)
 
 
+def info_path(path: str) -> str:
+    """The JSON file written beside a classifier file (`save_classifier`)."""
+    return os.path.splitext(path)[0] + ".json"
+
+
 def save_classifier(model: keras.Model, path: str, info: dict[str, Any]) -> None:
-    """Writes the classifier without optimizer state (small) and `info` as PATH.json."""
+    """Writes the classifier without optimizer state (small) and `info` as `info_path`."""
     with atomic_path(path) as tmp:
         keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
-    atomic_write_text(os.path.splitext(path)[0] + ".json", json.dumps(info, indent=2) + "\n")
+    atomic_write_text(info_path(path), json.dumps(info, indent=2) + "\n")
