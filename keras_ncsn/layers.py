@@ -115,6 +115,19 @@ def resize_bilinear_align_corners(x: tf.Tensor, size: Sequence[int]) -> tf.Tenso
     return tf.einsum("jw,biwc->bijc", cols, tf.einsum("ih,bhwc->biwc", rows, x))
 
 
+def instance_moments(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Spatial mean and (biased) variance [B, C] of x [B, H, W, C], exact to any order.
+
+    `tf.nn.moments` centres the variance on stop_gradient(mean): its first derivatives are
+    exact but its second derivatives lose the mean's term, and sliced score matching
+    trains through second derivatives. The [B, 1, 1, C] mean is used only as tf.nn.moments
+    uses it, inside the reduction (the layout tf2onnx converts correctly).
+    """
+    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    var = tf.reduce_mean(tf.square(x - mean), axis=[1, 2])
+    return tf.squeeze(mean, [1, 2]), var
+
+
 def _build_all(layers: Sequence[keras.layers.Layer], shape) -> None:
     """Builds sub-layers that all take inputs of one shape."""
     for layer in layers:
@@ -153,7 +166,7 @@ class ConditionalInstanceNormPlus(keras.layers.Layer):
         # tf2onnx 1.17's transpose optimizer reduced over the wrong axis.
         x32 = tf.cast(x, tf.float32)
         channels = x32.shape[-1]
-        mean, var = tf.nn.moments(x32, axes=[1, 2])  # [B, C]
+        mean, var = instance_moments(x32)  # [B, C]
         m = tf.reduce_mean(mean, axis=-1, keepdims=True)
         v = tf.reduce_sum(tf.square(mean - m), axis=-1, keepdims=True) / (channels - 1)
         mean_tilde = (mean - m) * tf.math.rsqrt(v + EPSILON)
