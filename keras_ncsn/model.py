@@ -4,7 +4,7 @@ its sampling conveniences."""
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence, Union
+from typing import Collection, Sequence, Union
 
 import keras
 import numpy as np
@@ -31,7 +31,9 @@ class NCSN(keras.Model):
     `objective`: denoising score matching ("dsm", the paper's), or sliced score matching
     ("ssm", "ssm_vr") of the data perturbed at that level (Gaussian projections; its
     expectation is the DSM loss minus D/2, see `annealed_ssm_per_sample`). `test_step`
-    reports the loss overall and per level.
+    reports the DSM loss whatever the objective (`loss`, and `loss_level_i` per level), so
+    held-out losses compare across objectives, and the objective's own value on the same
+    draws as `<objective>_loss` when it is not DSM.
     `sample` and `inpaint` run a sampler (annealed Langevin by default) with the model's score.
     """
 
@@ -79,6 +81,8 @@ class NCSN(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.level_trackers = [keras.metrics.Mean(name=f"loss_level_{i}")
                                for i in range(self.num_levels)]
+        self.objective_tracker = (keras.metrics.Mean(name=f"{objective}_loss")
+                                  if objective != "dsm" else None)
         self._samplers: dict[tuple, LangevinSampler] = {}
 
     def call(self, inputs, training=None):
@@ -164,11 +168,16 @@ class NCSN(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, *self.level_trackers]
+        extra = [self.objective_tracker] if self.objective_tracker is not None else []
+        return [self.loss_tracker, *self.level_trackers, *extra]
 
-    def _objective(self, data, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Per-sample losses of `objective` with one uniformly drawn noise level per sample.
+    def _per_sample_losses(self, data, training: bool, objectives: Collection[str]
+                           ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """Per-sample losses {objective: [B]} of each of `objectives` and the levels [B]:
+        one uniformly drawn noise level and noise per sample, shared by all objectives.
 
+        Draws are made in one order (levels, noise, then projections if an SSM objective
+        is asked for), so an objective's draws do not depend on which others are asked for.
         Under `tf.distribute` `data` is this replica's share of the global batch, and the
         random draws are made for the whole global batch and cut to that share: replicas
         get independent noise (their seed generators are in step), and a step draws the
@@ -186,18 +195,22 @@ class NCSN(keras.Model):
         def score_fn(xt: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
             return self((xt, y), training=training)
 
-        if self.objective == "dsm":
-            per_sample = dsm_per_sample(score_fn, x, self.sigmas, levels, noise)
-        else:
+        losses = {}
+        if "dsm" in objectives:
+            losses["dsm"] = dsm_per_sample(score_fn, x, self.sigmas, levels, noise)
+        sliced = [name for name in objectives if name != "dsm"]
+        if sliced:
             projections = random_projections(global_shape, "gaussian",
                                              self.seed_generator)[share]
-            per_sample = annealed_ssm_per_sample(score_fn, x, self.sigmas, levels, noise,
-                                                 projections, self.objective == "ssm_vr")
-        return tf.reduce_mean(per_sample), per_sample, levels
+            for name in sliced:
+                losses[name] = annealed_ssm_per_sample(score_fn, x, self.sigmas, levels, noise,
+                                                       projections, name == "ssm_vr")
+        return losses, levels
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            loss, per_sample, _ = self._objective(data, training=True)
+            per_sample = self._per_sample_losses(data, True, [self.objective])[0][self.objective]
+            loss = tf.reduce_mean(per_sample)
             # Sum over this replica's images / global batch size: the optimizer sums the
             # replicas' gradients, so that sum is the global-batch mean's gradient for any
             # replica count (with one replica this is `loss`).
@@ -214,10 +227,13 @@ class NCSN(keras.Model):
         return _step_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data):
-        loss, per_sample, levels = self._objective(data, training=False)
-        self.loss_tracker.update_state(per_sample)
+        losses, levels = self._per_sample_losses(data, False, {"dsm", self.objective})
+        dsm = losses["dsm"]
+        self.loss_tracker.update_state(dsm)
         for i, tracker in enumerate(self.level_trackers):
-            tracker.update_state(per_sample, sample_weight=tf.cast(tf.equal(levels, i), tf.float32))
+            tracker.update_state(dsm, sample_weight=tf.cast(tf.equal(levels, i), tf.float32))
+        if self.objective_tracker is not None:
+            self.objective_tracker.update_state(losses[self.objective])
         return _step_logs({m.name: m.result() for m in self.metrics})
 
     def get_config(self):

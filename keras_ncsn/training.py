@@ -5,7 +5,8 @@ Layout of a run folder:
     checkpoints/ckpt-STEP.weights.h5   weights + optimizer state, last `keep_checkpoints`
     logs/train.csv              step, loss, steps/s per logging chunk
     logs/tensorboard/           TensorBoard scalars
-    heldout_loss.json           held-out DSM loss, overall and per noise level
+    heldout_loss.json           held-out DSM loss, overall and per noise level (and the
+                                objective's own held-out loss when it is not DSM)
     samples/grid-STEP.png       sample grids: every sample.grid_every steps and at the end
 """
 
@@ -78,17 +79,23 @@ def check_compatible(saved: Config, requested: Config, folder: str) -> None:
 
 
 def heldout_loss(model: NCSN, eval_data, draws: int) -> dict[str, Any]:
-    """Held-out DSM loss over `draws` noise draws per image, overall and per noise level."""
+    """Held-out DSM loss over `draws` noise draws per image, overall and per noise level,
+    whatever the training objective (so runs compare); for an SSM objective also its own
+    value on the same draws, `objective_loss`."""
     results = model.evaluate(eval_data.repeat(draws), return_dict=True, verbose=0)
     sigmas = keras.ops.convert_to_numpy(model.sigmas)
-    return {
+    heldout = {
         "loss": float(results["loss"]),
         "per_level": [{"level": i, "sigma": float(sigma),
                        "loss": float(results[f"loss_level_{i}"])}
                       for i, sigma in enumerate(sigmas)],
         "draws": draws,
         "untrained_reference": float(np.prod(model.image_shape)) / 2.0,
+        "objective": model.objective,
     }
+    if model.objective != "dsm":
+        heldout["objective_loss"] = float(results[f"{model.objective}_loss"])
+    return heldout
 
 
 @dataclass(frozen=True)
@@ -207,10 +214,15 @@ def load_run(run_dir: str, *, ema: bool = True) -> tuple[Config, NCSN, int]:
 
 
 def format_heldout(heldout: dict[str, Any]) -> str:
-    """A small text table of the held-out loss per noise level."""
+    """A small text table of the held-out DSM loss per noise level, after the training
+    objective's own held-out value when that is not DSM."""
     lines = [f"held-out DSM loss {heldout['loss']:.3f} at step {heldout.get('step', '?')} "
-             f"(untrained net ~{heldout['untrained_reference']:.0f}; {heldout['draws']} noise draws)",
-             "  level   sigma     loss"]
+             f"(untrained net ~{heldout['untrained_reference']:.0f}; {heldout['draws']} noise draws)"]
+    if "objective_loss" in heldout:
+        lines.append(f"held-out {heldout['objective']} loss {heldout['objective_loss']:.3f} "
+                     f"(the training objective; its expectation is the DSM loss - D/2 = "
+                     f"{heldout['loss'] - heldout['untrained_reference']:.3f})")
+    lines.append("  level    sigma  DSM loss")
     lines += [f"  {row['level']:>5}  {row['sigma']:7.4f}  {row['loss']:8.3f}"
               for row in heldout["per_level"]]
     return "\n".join(lines)
