@@ -3,6 +3,8 @@
 An export folder (file names and checks in `keras_ncsn.onnx_runtime`) holds
     saved_model/   SavedModel written by `keras.export.ExportArchive`; endpoints
                    sample(num_images, seed) -> [N, H, W, C] in [0, 1]  (also serving_default)
+                   sample_ancestral(num_images, seed) -> [N, H, W, C]  (the VE ancestral
+                   sampler: L score calls, the chain of keras_ncsn.likelihood's bound)
                    inpaint(images, mask, seed) -> [N, H, W, C]
                    score(x, level_index) -> [N, H, W, C]
                    sigmas() -> [L]
@@ -48,7 +50,7 @@ from keras_ncsn.io import atomic_path, atomic_write_text, check_output_folder
 from keras_ncsn.model import NCSN
 from keras_ncsn.onnx_runtime import (CARD_FILE, EXPORT_MARKERS, SAMPLER_FILE, SAMPLES_FILE,
                                      SAVED_MODEL_DIR, SCORE_FILE, check_export)
-from keras_ncsn.sampling import LangevinSampler, sample_options
+from keras_ncsn.sampling import LangevinSampler, describe_sampler, sample_options
 from keras_ncsn.training import RunPaths, flatten_config, format_heldout, load_run
 
 ONNX_OPSET = 17
@@ -60,7 +62,8 @@ def _score_signature(model: NCSN) -> list[tf.TensorSpec]:
 
 
 def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
-    """Writes the SavedModel with endpoints sample (= serving_default), inpaint, score, sigmas.
+    """Writes the SavedModel with endpoints sample (= serving_default), sample_ancestral,
+    inpaint, score, sigmas.
 
     `keras.export.ExportArchive` expresses all of it: endpoints are arbitrary functions over
     the tracked model's variables (wrapped in tf.function without autograph).
@@ -70,9 +73,11 @@ def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
     seed = tf.TensorSpec([], tf.int64, name="seed")
     levels = sampler.num_levels
 
-    def sample(num_images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        x = sampler.initial(tf.stack([num_images, height, width, channels]), seed)
-        return sampler.compiled_loop()(x, seed, tf.constant(0), tf.constant(levels))
+    def sampling(chosen: LangevinSampler):
+        def sample(num_images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+            x = chosen.initial(tf.stack([num_images, height, width, channels]), seed)
+            return chosen.compiled_loop()(x, seed, tf.constant(0), tf.constant(levels))
+        return sample
 
     def inpaint(images: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         mask = tf.broadcast_to(mask, tf.shape(images))
@@ -85,8 +90,11 @@ def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("sample", sample, [tf.TensorSpec([], tf.int32, name="num_images"),
-                                            seed])
+    count = tf.TensorSpec([], tf.int32, name="num_images")
+    archive.add_endpoint("sample", sampling(sampler), [count, seed])
+    ancestral = model.sampler(method="ancestral", clip=sampler.clip,
+                              jit_compile=sampler.jit_compile)
+    archive.add_endpoint("sample_ancestral", sampling(ancestral), [count, seed])
     archive.add_endpoint("inpaint", inpaint, [
         image, tf.TensorSpec([None, height, width, None], tf.float32, name="mask"), seed])
     archive.add_endpoint("score", model.score, _score_signature(model))
@@ -212,9 +220,7 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
     lines += [
         "",
         "## Sampler",
-        f"- Annealed Langevin dynamics: {sample.steps_per_level} steps per level, step_size "
-        f"{sample.step_size:g} (convention {sample.convention}), init {sample.init}, "
-        f"denoise {sample.denoise}, clip {sample.clip}, XLA {sample.jit_compile}.",
+        f"- `sample`: {describe_sampler(sample)}.",
         "",
         f"![samples]({SAMPLES_FILE})",
         "",
@@ -223,8 +229,9 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
         "## Files and seeds",
         f"- `{SAVED_MODEL_DIR}/`: TensorFlow SavedModel, `tf.saved_model.load(path)` with no "
         "keras_ncsn: `sample(num_images, seed)` (serving_default), `inpaint(images, mask, "
-        "seed)`, `score(x, level_index)`, `sigmas()`. A seed gives the same images on every "
-        "call and reload, the same as keras_ncsn's `NCSN.sample(seed=...)` "
+        "seed)`, `score(x, level_index)`, `sigmas()`, and `sample_ancestral(num_images, "
+        "seed)` (the VE ancestral sampler: one score call per level). A seed gives the same "
+        "images on every call and reload, the same as keras_ncsn's `NCSN.sample(seed=...)` "
         "(TensorFlow stateless philox streams).",
         f"- `{SCORE_FILE}`: the score network for ONNX Runtime (opset {ONNX_OPSET}, dynamic "
         "batch): inputs x float32 [N, H, W, C] in [0, 1], level_index int32 [N]; output "

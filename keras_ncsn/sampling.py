@@ -369,6 +369,17 @@ def sample_options(sample_config: SampleConfig) -> dict[str, object]:
                 clip=sample_config.clip, jit_compile=sample_config.jit_compile)
 
 
+def describe_sampler(sample_config: SampleConfig) -> str:
+    """The sampler `sample_config` sets up and the settings it uses, for reports and cards."""
+    sample = sample_config
+    if sample.method == "ancestral":
+        return (f"VE ancestral sampler: one step per noise level from N(0, sigma_1^2 I), the "
+                f"last one the denoising step; clip {sample.clip}, XLA {sample.jit_compile}")
+    return (f"annealed Langevin dynamics: {sample.steps_per_level} steps per level, step_size "
+            f"{sample.step_size:g} (convention {sample.convention}), init {sample.init}, "
+            f"denoise {sample.denoise}, clip {sample.clip}, XLA {sample.jit_compile}")
+
+
 class PlainLangevin(LangevinSampler):
     """Plain Langevin dynamics (Eq. 4): `steps` steps of size `step_size` with one score.
 

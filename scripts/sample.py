@@ -1,10 +1,12 @@
-"""Sample images from a trained run by annealed Langevin dynamics (EMA weights if kept).
+"""Sample images from a trained run by annealed Langevin dynamics, or by the VE ancestral
+sampler with --set sample.method=ancestral (one step per noise level); EMA weights if kept.
 
 Examples:
     python scripts/sample.py runs/quick                      # RUN/samples/grid.png, samples.npz
     python scripts/sample.py runs/quick --num-images 16 --seed 3 --out /tmp/s
     python scripts/sample.py runs/quick --strip 30 --gif     # + noise-to-image evolution
     python scripts/sample.py runs/quick --set sample.convention=paper --set sample.step_size=4e-5
+    python scripts/sample.py runs/quick --set sample.method=ancestral --gif
     python scripts/sample.py runs/cifar10 --num-images 50000 --strategy mirrored  # all GPUs
 With several replicas (--strategy, or auto on several GPUs) each draws its share of the
 images from its own seed stream; the images then depend on the seed and the replica count.
@@ -102,10 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("--strip and --gif sample on one device: use --strategy one_device")
     with strategy.scope():
         _, model, step = load_run(args.run_dir)
-    snapshot_every = args.strip or (sample.steps_per_level if args.gif else 0)
+    steps = model.sampler(**sample_options(sample)).steps_per_level  # 1 for "ancestral"
+    snapshot_every = args.strip or (steps if args.gif else 0)
     options = {**sample_options(sample), "snapshot_every": snapshot_every}
     print(f"sampling {sample.num_images} images from {os.path.abspath(args.run_dir)} at step "
-          f"{step}: {config.noise.num_levels} noise levels x {sample.steps_per_level} steps "
+          f"{step}: {config.noise.num_levels} noise levels x {steps} steps, {sample.method} "
           f"(seed {sample.seed}, {replicas} replica(s))")
     progress = not args.no_progress and is_chief(strategy)
     if replicas > 1:

@@ -244,6 +244,26 @@ def test_saved_model_sample_is_the_keras_sampler(keras_run, exported):
 
 
 @pytest.mark.slow
+def test_saved_model_sample_ancestral_is_the_keras_ancestral_sampler(keras_run, exported):
+    config, model = keras_run
+    loaded = load_export(exported)
+    images = loaded.sample_ancestral(num_images=2, seed=3).numpy()
+    keras_images = model.sample(2, seed=3, method="ancestral",
+                                jit_compile=config.sample.jit_compile).numpy()
+    np.testing.assert_allclose(images, keras_images, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_likelihood_of_the_export_is_the_runs(run, exported, tmp_path):
+    from keras_ncsn.evaluation.likelihood import evaluate_likelihood
+
+    bits = [evaluate_likelihood(source, str(tmp_path / name), images=8, progress=False,
+                                log=lambda _: None)["bits_per_dim"]
+            for source, name in ((run, "run"), (exported, "export"))]
+    assert bits[0] == pytest.approx(bits[1], rel=1e-4)
+
+
+@pytest.mark.slow
 def test_saved_model_inpaint_keeps_observed_pixels(exported):
     images = np.random.default_rng(0).random((2, *SHAPE), dtype=np.float32)
     mask = np.ones((1, 8, 8, 1), np.float32)

@@ -212,10 +212,18 @@ def test_bits_per_dim_of_uniform_8bit_pixels_are_at_least_8():
         assert total == pytest.approx(result["bits_per_dim"])
         assert result["bits_per_dim"] == pytest.approx(
             result["nats_per_image"] / (16 * math.log(2)) + result["offset_bits"])
-    # The fitted decoder scale is the RMS error of the denoised mean: about sigma_L here,
-    # where the score of uniform data is ~0 inside [0, 1].
-    assert fit_decoder_scale(uniform_score(sigmas), sigmas, pixels) == pytest.approx(
-        sigmas[-1], rel=0.05)
+    # The Gaussian decoder's fitted scale is the RMS error of the denoised mean: about
+    # sigma_L here, where the score of uniform data is ~0 inside [0, 1].
+    assert fit_decoder_scale(uniform_score(sigmas), sigmas, pixels,
+                             decoder="gaussian") == pytest.approx(sigmas[-1], rel=0.05)
+    # The discretized decoder's: also about sigma_L (the exact posterior's std), and better
+    # than scales 3x off.
+    scale = fit_decoder_scale(uniform_score(sigmas), sigmas, pixels)
+    assert scale == pytest.approx(sigmas[-1], rel=0.15)
+    decoder_bits = [heldout_bits_per_dim(uniform_score(sigmas), sigmas, pixels,
+                                         decoder_scale=s)["per_level"][-1]["bits_per_dim"]
+                    for s in (scale, 3 * scale, scale / 3)]
+    assert decoder_bits[0] < min(decoder_bits[1:])
 
 
 def test_bad_inputs_are_one_line_errors():

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_ncsn.config import Config, DataConfig, load_config, override
+from keras_ncsn.config import Config, DataConfig, SampleConfig, load_config, override
 from keras_ncsn.data import load_images, resolve_source
 from keras_ncsn.errors import CheckpointError, ConfigError, DataError
 from keras_ncsn.evaluation import metrics
@@ -331,11 +331,11 @@ def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -
     if results["command"]:
         lines += [f"Command: `{results['command']}`", ""]
     if sampler:
+        from keras_ncsn.sampling import describe_sampler
+
         lines.append(f"- Samples: {results['num_samples']:,}, seed {results['seed']}, batches of "
-                     f"{results['batch']}, {results['sampling_seconds']:.0f} s; sampler "
-                     f"{sampler['steps_per_level']} Langevin steps per noise level, step_size "
-                     f"{sampler['step_size']:g} ({sampler['convention']}), denoise "
-                     f"{sampler['denoise']}.")
+                     f"{results['batch']}, {results['sampling_seconds']:.0f} s; "
+                     f"{describe_sampler(SampleConfig(**sampler))}.")
     else:
         lines.append(f"- {results['num_samples']:,} training images (seed {results['seed']}) "
                      "stand in for samples.")
