@@ -22,6 +22,8 @@ INITS = ("uniform", "gaussian")
 # Samplers: annealed Langevin dynamics (Algorithm 1) or the VE ancestral sampler, the
 # generative chain of the likelihood bound (keras_ncsn.likelihood).
 METHODS = ("annealed_langevin", "ancestral")
+# Settings of annealed Langevin dynamics that the ancestral sampler has no use for.
+LANGEVIN_ONLY = ("steps_per_level", "step_size", "convention", "init", "denoise")
 LR_SCHEDULES = ("constant", "cosine")
 # Training objectives: denoising score matching, sliced score matching, and its
 # variance-reduced form (keras_ncsn.losses; README "Reproducing the paper").
@@ -287,6 +289,7 @@ def override(config: Config, assignments: Iterable[str]) -> Config:
     source follows what is set: data.data_dir on an "embedded" config reads that path
     (data.dataset becomes "files"), and data.dataset=embedded drops a data_dir it does not
     read; setting both that way is an error (`DataConfig`), never a silently ignored path.
+    So is setting a Langevin-only sample key (`LANGEVIN_ONLY`) for another sample.method.
     """
     changes: dict[str, dict[str, Any]] = {}
     for item in assignments:
@@ -312,6 +315,11 @@ def override(config: Config, assignments: Iterable[str]) -> Config:
         data["data_dir"] = ""
     for section, values in changes.items():
         config = replace(config, **{section: replace(getattr(config, section), **values)})
+    ignored = [key for key in changes.get("sample", {}) if key in LANGEVIN_ONLY]
+    if ignored and config.sample.method != "annealed_langevin":
+        raise ConfigError(f"sample.{', sample.'.join(ignored)} set the Langevin sampler, but "
+                          f"sample.method={config.sample.method} takes one step per level "
+                          "without them")
     return config
 
 

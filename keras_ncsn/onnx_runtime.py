@@ -89,12 +89,17 @@ class OnnxExport:
 
     The sigmas and per-level step sizes are computed as in training and the TensorFlow
     sampler (`noise.get_sigmas`, `noise.step_sizes`), so all runtimes use one convention.
+    Exports whose sample.method is not annealed Langevin are refused (ExportError).
     """
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
         self.config = check_export(folder)
         sample = self.config.sample
+        if sample.method != "annealed_langevin":
+            raise ExportError(f"export folder {folder} samples with sample.method="
+                              f"{sample.method}; the ONNX Runtime samplers run annealed "
+                              "Langevin dynamics only: use its SavedModel")
         # float32 like the model's sigma table, which the TensorFlow sampler reads
         self.sigmas = get_sigmas(self.config.noise).astype(np.float64)
         drift, noise_std = step_sizes(self.sigmas, sample.step_size, sample.convention)
