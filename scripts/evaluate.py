@@ -13,7 +13,8 @@ Prints and saves the confident fraction (max class probability > 0.9), the entro
 predicted-class histogram and FID, each beside the same figure for as many real training
 images (the floor a perfect model would reach at this sample count).
 Writes into --out (default RUN_OR_EXPORT/eval, or RUN_OR_EXPORT/eval-real with --real):
-metrics.json, report.md, samples.png, nearest_neighbours.png, distances.png, samples.npz.
+metrics.json, report.md, samples.png, nearest_neighbours.png, distances.png, samples.npz
+(an earlier evaluation there is replaced only with --overwrite).
 --features classifier (default; --classifier PATH, trained by scripts/train_classifier.py)
 or inception (InceptionV3 with ImageNet weights, downloaded once into ~/.keras/models).
 """
@@ -38,7 +39,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("source", metavar="RUN_OR_EXPORT",
                         help="a run folder (fit.py) or an export folder (export.py)")
     parser.add_argument("--num-samples", type=int, default=500, help="samples (default 500)")
-    parser.add_argument("--batch", type=int, default=100, help="samples per sampler call")
+    parser.add_argument("--batch", type=int, help="samples per sampler call (default 100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--features", default="classifier", choices=("classifier", "inception"))
     parser.add_argument("--classifier", help="classifier .keras file (default "
@@ -53,7 +54,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         metavar="sample.KEY=VALUE",
                         help="sampler setting of a run folder, e.g. sample.steps_per_level=50 "
                              "(repeatable; tunes sampling without retraining)")
-    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--out", help="output folder: new or empty, or an earlier evaluation "
+                                      "with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier evaluation in --out (never another folder)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -69,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              real=args.real, feature_neighbours=args.feature_neighbours,
              sample_settings=args.sample_settings,
              command=shlex.join(["python", "scripts/evaluate.py", *words]),
+             overwrite=args.overwrite,
              progress=not args.no_progress)
     return 0
 

@@ -1,7 +1,7 @@
 """Train the small 28x28 classifier whose features give classifier-FID and Inception score.
 
 Examples:
-    python scripts/train_classifier.py --data-dir ../shared/data/mnist --overwrite  # the shipped one
+    python scripts/train_classifier.py --data-dir ../shared/data/mnist --overwrite  # shipped
     python scripts/train_classifier.py --data-dir ../shared/data/fashion_mnist \
         --out saved_models/fashion_mnist_classifier.keras
     python scripts/train_classifier.py --data-dir embedded --epochs 2 --out /tmp/c.keras

@@ -23,14 +23,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_ncsn.config import Config, DataConfig, SampleConfig, load_config, override
+from keras_ncsn.config import (Config, DataConfig, SampleConfig, load_config,
+                               override_sample)
 from keras_ncsn.data import load_images, resolve_source
-from keras_ncsn.errors import CheckpointError, ConfigError, DataError
+from keras_ncsn.errors import CheckpointError, ConfigError, DataError, ImageShapeError
 from keras_ncsn.evaluation import metrics
 from keras_ncsn.evaluation.features import (FeatureExtractor, classifier_extractor,
                                             inception_extractor)
 from keras_ncsn.images import save_grid
-from keras_ncsn.io import atomic_path, atomic_write_text
+from keras_ncsn.io import atomic_path, atomic_write_text, check_output_folder
 
 DEFAULT_CLASSIFIER = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -60,8 +61,9 @@ def is_export(path: str) -> bool:
 def check_source(path: str) -> Config:
     """The config of a run or export folder, checked without loading a model."""
     if not os.path.isdir(path):
-        raise CheckpointError(f"{path} does not exist: expected a run folder (fit.py) or an "
-                              "export folder (export.py)")
+        what = "is a file" if os.path.exists(path) else "does not exist"
+        raise CheckpointError(f"{path} {what}: expected a run folder (fit.py) or an export "
+                              "folder (export.py)")
     if is_export(path):
         from keras_ncsn.onnx_runtime import check_export
 
@@ -72,6 +74,13 @@ def check_source(path: str) -> Config:
     return check_run(path)
 
 
+# Sample settings that evaluation ignores: --set of one is an error (key -> instead).
+UNUSED_SETTINGS = {"sample.num_images": "use --num-samples", "sample.seed": "use --seed",
+                   "sample.grid_every": "it spaces fit.py's sample grids"}
+DEFAULT_BATCH = 100  # samples per sampler call
+OUTPUT_MARKERS = ("metrics.json", "report.md")  # what `evaluate` writes into every folder
+
+
 def sampler_overrides(config: Config, path: str, assignments: Sequence[str]) -> Config:
     """`config` with `--set sample.KEY=VALUE` applied: other sections are an error, and so is
     any override of an export, whose sampler settings are fixed in its graph."""
@@ -80,10 +89,7 @@ def sampler_overrides(config: Config, path: str, assignments: Sequence[str]) -> 
     if is_export(path):
         raise ConfigError(f"--set changes the sampler of a run folder; {path} is an export, "
                           "whose sampler settings are part of its graph")
-    bad = [item for item in assignments if not item.strip().startswith("sample.")]
-    if bad:
-        raise ConfigError(f"--set takes only sample.KEY=VALUE here, got {', '.join(bad)}")
-    return override(config, assignments)
+    return replace(config, sample=override_sample(config, assignments, UNUSED_SETTINGS))
 
 
 def open_source(path: str, config: Config) -> Source:
@@ -125,8 +131,8 @@ def real_data_config(data: DataConfig, spec: str | None) -> DataConfig:
         return data
     if spec == "embedded":
         return replace(data, dataset="embedded", data_dir="")
-    if os.path.exists(spec):
-        return replace(data, dataset="files", data_dir=spec)
+    if os.path.exists(spec) or os.sep in spec or spec.lower().endswith((".npz", ".npy")):
+        return replace(data, dataset="files", data_dir=spec)  # a missing path: "does not exist"
     return replace(data, dataset=spec, data_dir="")
 
 
@@ -192,28 +198,44 @@ def _histogram(sample_d: np.ndarray, test_d: np.ndarray, label: str, path: str) 
     return path
 
 
-def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int = 100,
+def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int | None = None,
              seed: int = 0, features: str = "classifier", classifier: str | None = None,
              real_data: str | None = None, real: bool = False, feature_neighbours: bool = False,
-             sample_settings: Sequence[str] = (), command: str = "", progress: bool = True,
-             log=print) -> dict[str, Any]:
+             sample_settings: Sequence[str] = (), command: str = "", overwrite: bool = False,
+             progress: bool = True, log=print) -> dict[str, Any]:
     """Evaluates a run or export folder into `out`; returns the metrics (also metrics.json).
 
     `real=True` evaluates `num_samples` training images instead of samples (the real-vs-real
-    floor); their nearest-neighbour distances then leave the image itself out.
+    floor); their nearest-neighbour distances then leave the image itself out, and the
+    sampler's settings (`batch`, default `DEFAULT_BATCH`, `sample_settings`) are an error
+    there. `out` must be new or empty, or with `overwrite` an earlier evaluation
+    (it is replaced whole). Every check runs before a model is loaded.
     """
     if num_samples < 2:
         raise ConfigError(f"--num-samples must be >= 2, got {num_samples}")
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
+    if real and (batch is not None or sample_settings):
+        raise ConfigError("--real evaluates training images and samples nothing: leave out "
+                          "--batch and --set")
+    batch = batch or DEFAULT_BATCH
+    if classifier and features != "classifier":
+        raise ConfigError(f"--classifier is the feature extractor of --features classifier, "
+                          f"not of --features {features}")
     config = sampler_overrides(check_source(source_path), source_path, sample_settings)
+    check_output_folder(out, OUTPUT_MARKERS, "evaluation folder", replace=overwrite)
     data = real_data_config(config.data, real_data)
-    extractor = make_extractor(features, classifier)
     log(f"real data: {describe_data(data)}")
-    train = load_images(data, "train").astype(np.float32) / 255.0
-    test = load_images(data, "eval").astype(np.float32) / 255.0
+    try:
+        train = load_images(data, "train").astype(np.float32) / 255.0
+        test = load_images(data, "eval").astype(np.float32) / 255.0
+    except ImageShapeError as e:
+        height, width, channels = e.shape
+        raise DataError(f"real images in {e.where} are {height}x{width}x{channels} but the "
+                        f"model makes {'x'.join(map(str, config.image_shape))}: pick "
+                        "--real-data of the model's size") from None
     if len(test) < 2:
         raise DataError(f"{describe_data(data)} has {len(test)} test image(s); FID needs >= 2")
     if train.shape[1:] != config.image_shape:
@@ -223,6 +245,7 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int =
     if real and num_samples > len(train):
         raise ConfigError(f"--real --num-samples {num_samples} exceeds the "
                           f"{len(train):,} training images")
+    extractor = make_extractor(features, classifier)
     # Training images that stand in for samples (the real-vs-real floor at the same count):
     # a stream of its own, so the test subset below is the one of a model's evaluation.
     real_ids = np.random.default_rng([seed, 1]).choice(
