@@ -6,6 +6,7 @@ Examples:
     python scripts/evaluate.py runs/quick --real --out runs/real-eval   # real-vs-real floor
     python scripts/evaluate.py runs/quick --set sample.steps_per_level=50 --out /tmp/e50
     python scripts/evaluate.py runs/cifar --features inception --real-data ../data/cifar.npz
+    python scripts/evaluate.py saved_models/mnist_quick --likelihood --images 1000
 Generates --num-samples images with the model's sampler (batches of --batch, a progress bar),
 compares them with the real data of the model's config (--real-data to change it): the test
 split is the FID/KID reference, the training split is searched for nearest neighbours.
@@ -17,6 +18,10 @@ metrics.json, report.md, samples.png, nearest_neighbours.png, distances.png, sam
 (an earlier evaluation there is replaced only with --overwrite).
 --features classifier (default; --classifier PATH, trained by scripts/train_classifier.py)
 or inception (InceptionV3 with ImageNet weights, downloaded once into ~/.keras/models).
+--likelihood samples nothing: it prints and writes (likelihood.json, likelihood.png; default
+--out RUN_OR_EXPORT/eval-likelihood) the held-out bits/dim of the test images under the
+variational bound of the ancestral sampler (keras_ncsn.likelihood; docs/likelihood.md), with
+its standard error, the per-level terms, and PNG/gzip bits per pixel of the same images.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
 
 quiet_tensorflow()
+# Options of --likelihood only (argparse dest -> flag).
+LIKELIHOOD_FLAGS = {"images": "--images", "draws": "--draws", "one_level": "--one-level",
+                    "decoder": "--decoder", "decoder_scale": "--decoder-scale"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -59,23 +67,70 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier evaluation in --out (never another folder)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bits = parser.add_argument_group("likelihood (--likelihood)")
+    bits.add_argument("--likelihood", action="store_true",
+                      help="held-out bits/dim (variational bound) instead of sample metrics")
+    bits.add_argument("--images", type=int,
+                      help="test images, drawn by --seed (default 0: all of them)")
+    bits.add_argument("--draws", type=int, help="noise draws per image (default 1)")
+    bits.add_argument("--one-level", action="store_true",
+                      help="each draw evaluates one random level (x L): L times cheaper, noisier")
+    bits.add_argument("--decoder", choices=("discretized", "gaussian"),
+                      help="discretized: probability of the 8-bit bin (default); gaussian: "
+                           "density of the dequantised data + 8 bits/dim")
+    bits.add_argument("--decoder-scale", choices=("sigma_L", "fit"),
+                      help="the decoder's scale: sigma_L (default) or fitted on 1,000 "
+                           "training images")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = shlex.join(["python", "scripts/evaluate.py", *words])
+    if args.likelihood:
+        return likelihood(args, command)
+    if likelihood_options(args):
+        from keras_ncsn.errors import ConfigError
+
+        flags = ", ".join(LIKELIHOOD_FLAGS[name] for name in likelihood_options(args))
+        raise ConfigError(f"{flags} set the likelihood evaluation: add --likelihood")
     from keras_ncsn.evaluation.report import evaluate
 
     out = args.out or os.path.join(args.source, "eval-real" if args.real else "eval")
-    words = sys.argv[1:] if argv is None else list(argv)
     evaluate(args.source, out, num_samples=args.num_samples, batch=args.batch, seed=args.seed,
              features=args.features, classifier=args.classifier, real_data=args.real_data,
              real=args.real, feature_neighbours=args.feature_neighbours,
              sample_settings=args.sample_settings,
-             command=shlex.join(["python", "scripts/evaluate.py", *words]),
+             command=command,
              overwrite=args.overwrite,
              progress=not args.no_progress)
     return 0
+
+
+def likelihood(args: argparse.Namespace, command: str) -> int:
+    """--likelihood: the bound on the test split, no sampling."""
+    from keras_ncsn.errors import ConfigError
+    from keras_ncsn.evaluation.likelihood import evaluate_likelihood
+
+    unused = [flag for flag, given in (
+        ("--real", args.real), ("--set", args.sample_settings),
+        ("--feature-neighbours", args.feature_neighbours), ("--classifier", args.classifier),
+        ("--features", args.features != "classifier"), ("--num-samples", args.num_samples != 500))
+        if given]
+    if unused:
+        raise ConfigError(f"--likelihood samples nothing: leave out {', '.join(unused)}")
+    evaluate_likelihood(args.source, args.out or os.path.join(args.source, "eval-likelihood"),
+                        **likelihood_options(args), seed=args.seed, batch=args.batch or 100,
+                        real_data=args.real_data, command=command,
+                        overwrite=args.overwrite, progress=not args.no_progress)
+    return 0
+
+
+def likelihood_options(args: argparse.Namespace) -> dict[str, object]:
+    """The --likelihood options given (the others keep evaluate_likelihood's defaults)."""
+    return {name: getattr(args, name) for name in LIKELIHOOD_FLAGS
+            if getattr(args, name) is not None and getattr(args, name) is not False}
 
 
 if __name__ == "__main__":

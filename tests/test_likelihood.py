@@ -4,13 +4,16 @@ mixture and uniform 8-bit pixels, plus the KL = (r^2 - 1) x DSM identity on a ne
 
 from __future__ import annotations
 
+import json
 import math
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SMALL
+from conftest import REPO, SMALL, load_script
+from keras_ncsn.cli import run_main
 from keras_ncsn.config import SampleConfig, get_config, override
 from keras_ncsn.errors import ConfigError, DataError
 from keras_ncsn.likelihood import (bound, codec_bits_per_dim, decoder_nll, fit_decoder_scale,
@@ -51,7 +54,8 @@ def mixture_score(sigmas: np.ndarray):
 
 
 def uniform_score(sigmas: np.ndarray):
-    """Score of Uniform[0, 1] per pixel (dequantised uniform 8-bit data) perturbed by N(0, sigma^2)."""
+    """Score of Uniform[0, 1] per pixel (dequantised uniform 8-bit data) perturbed at each
+    level."""
     def score(y, level):
         sigma = _sigma(sigmas, level)
         low, high = y / sigma, (y - 1) / sigma
@@ -67,7 +71,8 @@ def gaussian_chain(sigmas: np.ndarray) -> tuple[float, float]:
     mean, var = 0.0, sigmas[0] ** 2  # the prior N(0, sigma_1^2)
     for drift, noise_std, sigma in zip(*ancestral_steps(sigmas), sigmas):
         gain = 1 - drift / (STD ** 2 + sigma ** 2)
-        mean, var = gain * mean + drift * MU / (STD ** 2 + sigma ** 2), gain ** 2 * var + noise_std ** 2
+        mean = gain * mean + drift * MU / (STD ** 2 + sigma ** 2)
+        var = gain ** 2 * var + noise_std ** 2
     return mean, var
 
 
@@ -316,3 +321,60 @@ def test_model_samples_with_the_ancestral_method(tiny_model):
     np.testing.assert_array_equal(images, model.sample(3, seed=5, **options).numpy())
     assert isinstance(model.sampler(**options), AncestralSampler)
     assert model.sampler(**options).num_steps == config.noise.num_levels
+
+
+# Run and export folders (the tiny export end to end is in test_export.py, marked slow) ------
+
+SHIPPED = os.path.join(REPO, "saved_models", "mnist_quick")
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory) -> str:
+    """An untrained tiny model saved as a run folder: config and one checkpoint."""
+    from keras_ncsn.config import save_config
+    from keras_ncsn.model import compile_model
+    from keras_ncsn.training import RunPaths
+
+    config = get_config("quick", SMALL + ["train.ema_momentum=0"])
+    run = str(tmp_path_factory.mktemp("run"))
+    save_config(config, run)
+    os.makedirs(RunPaths(run).checkpoints)
+    compile_model(build_model(config), config.train).save_weights(
+        os.path.join(RunPaths(run).checkpoints, "ckpt-00000001.weights.h5"))
+    return run
+
+
+@pytest.mark.parametrize("kind", ["run", "export"])
+def test_evaluate_likelihood_of_a_run_or_an_export_folder(kind, run_folder, tmp_path, capsys):
+    source = run_folder if kind == "run" else SHIPPED
+    out = str(tmp_path / "bits")
+    assert load_script("evaluate").main([source, "--likelihood", "--images", "8", "--draws", "2",
+                                         "--out", out, "--no-progress"]) == 0
+    with open(os.path.join(out, "likelihood.json"), encoding="utf-8") as f:
+        result = json.load(f)
+    assert os.path.getsize(os.path.join(out, "likelihood.png")) > 0
+    printed = capsys.readouterr().out
+    assert "bits/dim" in printed and "PNG" in printed and "gzip" in printed
+    assert result["kind"] == kind and result["images"] == 8 and result["draws"] == 2
+    assert len(result["per_level"]) == (3 if kind == "run" else 10)
+    assert 0 < result["bits_per_dim"] < (1000 if kind == "run" else 8)  # run: untrained
+    assert result["stderr"] > 0
+    assert result["lossless_codes"]["png"] > 0 and result["decoder_scale_origin"] == "sigma_L"
+
+
+@pytest.mark.parametrize("words", [
+    ["--likelihood", "--real"], ["--likelihood", "--num-samples", "9"],
+    ["--likelihood", "--images", "-1"], ["--likelihood", "--draws", "0"],
+    ["--likelihood", "--no-ema"], ["--likelihood", "--decoder-scale", "2"],
+    ["--draws", "2"], ["--one-level"]])  # the last two: likelihood options without it
+def test_evaluate_likelihood_bad_options_are_one_line_errors(words, run_folder, tmp_path,
+                                                             capsys):
+    source = SHIPPED if "--no-ema" in words else run_folder
+    try:
+        code = run_main(load_script("evaluate").main,
+                        [source, *words, "--out", str(tmp_path / "bad")])
+    except SystemExit as e:  # argparse's own check of --decoder-scale's choices
+        code = e.code
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ") or ": error: " in error  # ours or argparse's

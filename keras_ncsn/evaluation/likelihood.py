@@ -66,7 +66,8 @@ def evaluate_likelihood(source_path: str, out: str, *, images: int = 0, draws: i
     `out` (new or empty, or an earlier likelihood evaluation with `overwrite`).
 
     `decoder_scale` "sigma_L" uses sigma_L; "fit" the maximum-likelihood scalar on
-    `FIT_IMAGES` training images (`fit_decoder_scale`). Other options as in `keras_ncsn.likelihood.bound`.
+    `FIT_IMAGES` training images (`fit_decoder_scale`). Other options as in
+    `keras_ncsn.likelihood.bound`.
     Returns the result, also written as likelihood.json beside likelihood.png.
     """
     if images < 0:
