@@ -45,6 +45,13 @@ def test_class_entropy_is_log_k_for_balanced_predictions_and_zero_for_one_class(
     assert metrics.class_entropy(two) == pytest.approx(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25)))
 
 
+def test_fid_of_a_shifted_copy_is_the_squared_shift():
+    """Same covariance, means apart by delta: FID = ||delta||^2 exactly, for any sample."""
+    x = np.random.default_rng(2).normal(size=(300, 8)) @ np.diag(np.arange(1.0, 9.0))
+    delta = np.linspace(-1.0, 2.0, 8)
+    assert metrics.fid(x, x + delta) == pytest.approx(delta @ delta, rel=1e-6)
+
+
 def test_fid_matches_the_closed_form_for_diagonal_gaussians():
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
     s1, s2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
@@ -53,6 +60,19 @@ def test_fid_matches_the_closed_form_for_diagonal_gaussians():
     got = metrics.fid_from_statistics(rotation @ mu1, rotation @ np.diag(s1) @ rotation.T,
                                       rotation @ mu2, rotation @ np.diag(s2) @ rotation.T)
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_kid_of_two_point_masses_is_their_kernel_distance():
+    """All features at a vs all at b: every subset's MMD^2 is k(a,a) + k(b,b) - 2 k(a,b)
+    with KID's kernel k(x, y) = (x.y / D + 1)^3."""
+    a, b = np.array([1.0, 0.0, 2.0, -1.0]), np.array([0.5, 1.0, 0.0, 1.0])
+
+    def k(x, y):
+        return (x @ y / 4 + 1) ** 3
+
+    found = metrics.kid(np.tile(a, (30, 1)), np.tile(b, (40, 1)), subsets=5, subset_size=20)
+    assert found["mean"] == pytest.approx(k(a, a) + k(b, b) - 2 * k(a, b), rel=1e-12)
+    assert found["std"] == pytest.approx(0.0, abs=1e-12) and found["subset_size"] == 20
 
 
 def test_kid_is_unbiased_on_two_samples_of_one_gaussian():
@@ -183,11 +203,27 @@ def _evaluate(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def _check_report(out: str, num_samples: int) -> dict:
+def _check_report(out: str, num_samples: int, source: str) -> dict:
+    """The report's files, and its FID, KID and Inception score are those of the samples it
+    saved against the source's test images (recomputed here with the default extractor)."""
+    from keras_ncsn.data import load_images
+    from keras_ncsn.evaluation import report as report_module
+
     found = json.load(open(os.path.join(out, "metrics.json")))
     assert found["num_samples"] == num_samples and found["fid"]["num_samples"] == num_samples
-    assert np.isfinite(found["fid"]["value"]) and np.isfinite(found["kid"]["mean"])
-    assert 1.0 <= found["inception_score"]["mean"] <= 10.0
+    samples = np.load(os.path.join(out, "samples.npz"))["images"]
+    config = report_module.check_source(source)
+    test = load_images(report_module.real_data_config(config.data, None), "eval")
+    extractor = report_module.make_extractor("classifier", None)
+    assert len(samples) == num_samples and found["features"] == extractor.name
+    sample_features, probabilities = extractor(samples)
+    test_features, _ = extractor(test.astype(np.float32) / 255.0)
+    assert found["fid"]["value"] == pytest.approx(metrics.fid(sample_features, test_features),
+                                                  rel=1e-6)
+    kid = metrics.kid(sample_features, test_features, seed=found["seed"])
+    assert found["kid"]["mean"] == pytest.approx(kid["mean"], rel=1e-6, abs=1e-12)
+    assert found["inception_score"]["mean"] == pytest.approx(
+        metrics.inception_score(probabilities)["mean"], rel=1e-6)
     report = open(os.path.join(out, "report.md")).read()
     assert f"FID ({num_samples:,} " in report and " test images, classifier " in report
     for name in ("samples.png", "nearest_neighbours.png", "distances.png", "samples.npz"):
@@ -203,7 +239,7 @@ def test_evaluate_a_tiny_run_and_the_real_floor(tmp_path, capsys):
     code, stdout, err = _evaluate(capsys, run, "--num-samples", "6", "--batch", "4",
                                   "--out", str(tmp_path / "eval"), "--feature-neighbours")
     assert code == 0, err
-    found = _check_report(str(tmp_path / "eval"), 6)
+    found = _check_report(str(tmp_path / "eval"), 6, run)
     assert found["kind"] == "run" and found["step"] == 4
     assert len(found["heldout_loss"]["per_level"]) == 3
     assert found["real_data"]["train_images"] == 64 and "FID" in stdout
@@ -213,7 +249,7 @@ def test_evaluate_a_tiny_run_and_the_real_floor(tmp_path, capsys):
     assert os.path.isfile(tmp_path / "eval" / "nearest_neighbours_features.png")
     code, _, err = _evaluate(capsys, run, "--real", "--num-samples", "8")
     assert code == 0, err
-    floor = _check_report(os.path.join(run, "eval-real"), 8)
+    floor = _check_report(os.path.join(run, "eval-real"), 8, run)
     assert floor["kind"] == "real" and floor["memorisation"]["samples_to_train"]["min"] > 0
     # Real images evaluated as samples are their own floor.
     assert floor["real_floor"]["fid"] == pytest.approx(floor["fid"]["value"])
@@ -232,7 +268,7 @@ def test_evaluate_the_shipped_export(tmp_path, capsys):
     code, _, err = _evaluate(capsys, SHIPPED, "--num-samples", "4", "--batch", "4",
                              "--out", out)
     assert code == 0, err
-    found = _check_report(out, 4)
+    found = _check_report(out, 4, SHIPPED)
     assert found["kind"] == "export" and "heldout_loss" not in found
     assert found["real_data"]["test_images"] == 1000
 

@@ -258,10 +258,30 @@ def test_inpainting_sets_the_observed_noise_before_the_first_step_of_each_level(
     assert x.numpy()[0, 0, 0, 0] == np.float32(0.3)
 
 
+@pytest.fixture(scope="module")
+def inpainter() -> AnnealedLangevin:
+    """One sampler (one traced loop) for the mask-shape cases."""
+    return sampler(steps_per_level=2)
+
+
 @pytest.mark.parametrize("shape", [(8, 8, 1), (8, 8, 3), (8, 8), (2, 8, 8, 1), (2, 8, 8, 3)])
-def test_mask_shapes_broadcast(shape):
-    mask = broadcast_mask(np.ones(shape), (2, 8, 8, 3))
-    assert mask.shape == (2, 8, 8, 3) and mask.dtype == np.float32
+def test_mask_shapes_broadcast_per_image_and_channel(inpainter, shape):
+    """A random mask of each accepted shape lands on the pixels it names: image b takes the
+    mask's image b only if it has a batch axis, channel c its channel c only if it has C."""
+    mask = (np.random.default_rng(len(shape)).random(shape) < 0.5).astype(np.float32)
+    full = broadcast_mask(mask, (2, 8, 8, 3))
+    assert full.shape == (2, 8, 8, 3) and full.dtype == np.float32
+    grid = mask.reshape((-1, 8, 8, mask.shape[-1] if mask.ndim > 2 else 1))
+    for b in range(2):
+        for c in range(3):
+            np.testing.assert_array_equal(full[b, ..., c],
+                                          grid[b % len(grid), ..., c % grid.shape[-1]])
+    assert np.array_equal(full[0], full[1]) == (len(shape) < 4)
+    images = np.random.default_rng(0).uniform(0.2, 0.8, (2, 8, 8, 3)).astype(np.float32)
+    x = inpainter.inpaint(images, mask, seed=0).numpy()
+    observed = full == 1
+    np.testing.assert_array_equal(x[observed], images[observed])
+    assert np.all(x[~observed] != images[~observed])
 
 
 @pytest.mark.parametrize("shape", [(8, 7), (4, 8, 8, 1), (8, 8, 2), (2, 8, 8), (8,)])

@@ -161,9 +161,14 @@ def test_script_quick_runs_write_figure_and_numbers(tmp_path, capsys, command):
     printed = capsys.readouterr().out
     if command == "fig1":
         assert set(report["tail"]) == {"raw", "noisy"} and "variance" in report["tail"]["raw"]
-    elif command == "fig2":
-        assert report["ratio"] == pytest.approx(report["low_density_error"] /
-                                                report["near_mode_error"])
+    elif command == "fig2":  # the numbers of the experiment the script says it ran
+        result = fig2_experiment(seed=report["seed"], **report["settings"])
+        assert report["settings"]["steps"] == 50 and report["settings"]["grid_size"] == 41
+        assert report["near_mode_error"] == pytest.approx(result.near_mode_error, rel=1e-5)
+        assert report["low_density_error"] == pytest.approx(result.low_density_error, rel=1e-5)
+        assert report["ratio"] == pytest.approx(result.low_density_error /
+                                                result.near_mode_error, rel=1e-5)
+        assert report["final_loss"] == pytest.approx(result.losses[-100:].mean(), rel=1e-5)
     else:
         assert len(report["runs"]) == 1 and "annealed Langevin" in printed
 
