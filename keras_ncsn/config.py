@@ -109,8 +109,10 @@ class TrainConfig:
     score matching (plain / variance-reduced, Gaussian projections) of the data perturbed
     at each sample's noise level, weighted by sigma^2 like DSM.
     `seed` fixes the initial weights, the data order and the training noise.
-    `lr_schedule` "cosine" decays the learning rate to 0 at `steps` (after a linear warm-up
-    of `warmup_steps`): short runs end on small steps instead of Adam's noise floor.
+    The learning rate rises linearly over the first `warmup_fraction` of the steps, then
+    stays (`lr_schedule` "constant") or decays to 0 at `steps` ("cosine"), so that short
+    runs end on small steps instead of at Adam's noise floor. The schedule follows `steps`,
+    also when a resumed run raises it.
     """
 
     objective: str = "dsm"
@@ -118,7 +120,7 @@ class TrainConfig:
     steps: int = 200_000
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"
-    warmup_steps: int = 0
+    warmup_fraction: float = 0.0
     beta_1: float = 0.9
     ema_momentum: float = 0.0
     clip_norm: float = 0.0
@@ -139,10 +141,8 @@ class TrainConfig:
         _check(self.lr_schedule in LR_SCHEDULES,
                f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
                f"got {self.lr_schedule!r}")
-        _check(0 <= self.warmup_steps < self.steps,
-               f"train.warmup_steps must be in [0, train.steps), got {self.warmup_steps}")
-        _check(self.lr_schedule == "cosine" or not self.warmup_steps,
-               "train.warmup_steps needs train.lr_schedule=cosine")
+        _check(0.0 <= self.warmup_fraction < 1.0,
+               f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         _check(0.0 <= self.beta_1 < 1.0, "train.beta_1 must be in [0, 1)")
         _check(0.0 <= self.ema_momentum < 1.0,
                "train.ema_momentum must be in [0, 1) (0 turns EMA off)")
@@ -351,25 +351,16 @@ def _paper(name: str, dataset: str, image_size: int, channels: int, ngf: int,
     )
 
 
-# The CPU default: see README "The quick preset" for what it trades away and why.
+# The CPU default, tuned for sample quality per minute within 15 minutes on 2 CPU cores:
+# every experiment behind these values is in docs/quick_preset_tuning.md. Sampling runs
+# without XLA, which on CPU compiled slower than it ran.
 QUICK = Config(
     name="quick",
     data=DataConfig(dataset="embedded", image_size=28, channels=1),
-    model=ModelConfig(ngf=8, scale_by_sigma=True),
+    model=ModelConfig(ngf=16, scale_by_sigma=True),
     noise=NoiseConfig(sigma_begin=5.0, sigma_end=0.02, num_levels=10),
-    # 800 steps: about 9 minutes of training on an idle 2-core CPU (1.5-1.7 steps/s), so
-    # that start-up, held-out loss and the final sample grid fit in the 15-minute budget.
-    # Adam 3e-3 (the paper: 1e-3): logged training loss at step 800 was 28.1 against 37.3
-    # with 1e-3 (held out: 27.0 at step 800 against 34.4 at step 1000), and the final grid
-    # went from strokes to mostly digit shapes; the tiny net trained stably without clipping.
-    train=TrainConfig(batch_size=64, steps=800, learning_rate=3e-3, ema_momentum=0.99,
-                      checkpoint_every=200, log_every=50),
-    # No XLA for sampling: on the 2-core CPU, compiling the loop took about twice as long as
-    # tracing it (21-34 s vs 12-16 s) and the compiled steps were no faster (16 images:
-    # 92-94 vs 67-89 s per 1000 steps), so every grid would only wait longer. The other
-    # presets keep the default (XLA on), meant for GPUs, where it was not measured here.
-    # step_size scales with sigma_L^2 so that a_i / sigma_i^2 = 0.2 per step as in the paper
-    # (2e-5 at sigma_L = 0.01); with 2e-5 here, 30 steps a level leave visible noise.
+    train=TrainConfig(batch_size=64, steps=1800, learning_rate=3e-3, lr_schedule="cosine",
+                      warmup_fraction=0.05, ema_momentum=0.99, checkpoint_every=300, log_every=50),
     sample=SampleConfig(num_images=64, steps_per_level=30, step_size=8e-5,
                         convention="reference_code", denoise=True, jit_compile=False),
 )

@@ -174,8 +174,31 @@ def _samples_png(model: NCSN, config: Config, run_dir: str, path: str) -> str:
     return f"sampled at export (seed {sample.seed})"
 
 
+def quality_lines(evaluation: dict | None) -> list[str]:
+    """The card's sample-quality section from `scripts/evaluate.py`'s metrics.json."""
+    if not evaluation:
+        return ["- not measured: run `python scripts/evaluate.py RUN` before exporting, and "
+                "the card reports its figures."]
+    got, floor = evaluation["classes"], evaluation["real_floor"]
+    fid = evaluation["fid"]["value"]
+    return [
+        f"Measured by `{evaluation['command']}` ({evaluation['num_samples']:,} samples, seed "
+        f"{evaluation['seed']}, {evaluation['features']}):",
+        "",
+        "| metric | samples | real images |",
+        "| --- | ---: | ---: |",
+        f"| confident fraction (max class probability > 0.9) | {got['confident_fraction']:.3f} "
+        f"| {floor['confident_fraction']:.3f} |",
+        f"| class entropy, nats (uniform {got['uniform_entropy']:.3f}) | "
+        f"{got['class_entropy']:.3f} | {floor['class_entropy']:.3f} |",
+        f"| FID vs {evaluation['fid']['num_real']:,} test images | {fid:.3f} | "
+        f"{floor['fid']:.3f} (floor) |",
+    ]
+
+
 def model_card(name: str, config: Config, step: int, heldout: dict | None,
-               command: str | None, samples_origin: str, notes: Sequence[str] = ()) -> str:
+               command: str | None, samples_origin: str, notes: Sequence[str] = (),
+               evaluation: dict | None = None) -> str:
     """MODEL_CARD.md: what was trained on what, how, how well, and how to sample from it.
 
     `command` is the command the run was trained with; when it differs from
@@ -202,8 +225,11 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
         f"- Command: `{command or rebuilt}`",
         *([f"- With the presets of the exporting code, the same config is trained by "
            f"`{rebuilt}`."] if command and command != rebuilt else []),
-        f"- Steps: {step} (batch {train.batch_size}, Adam lr {train.learning_rate}, "
-        f"objective {train.objective}"
+        f"- Steps: {step} (batch {train.batch_size}, Adam lr {train.learning_rate} "
+        f"{train.lr_schedule}"
+        + (f" with {train.warmup_fraction:g} of the steps as warm-up"
+           if train.warmup_fraction else "")
+        + f", objective {train.objective}"
         + (f", EMA {train.ema_momentum}: exported weights are the EMA" if train.ema_momentum
            else "") + ").",
         f"- Model: ngf={config.model.ngf}, scale_by_sigma={config.model.scale_by_sigma}; "
@@ -217,6 +243,7 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
         lines += ["```", format_heldout(heldout), "```"]
     else:
         lines.append("- not measured (the run folder has no heldout_loss.json).")
+    lines += ["", "## Sample quality", *quality_lines(evaluation)]
     lines += [
         "",
         "## Sampler",
@@ -264,6 +291,7 @@ def export_run(run_dir: str, out: str, *, command: str | None = None,
     if os.path.isfile(heldout_path):
         with open(heldout_path, encoding="utf-8") as f:
             heldout = json.load(f)
+    evaluation = run_evaluation(run_dir, step)
     name = os.path.basename(os.path.normpath(out))
     with atomic_path(out, is_dir=True) as tmp:
         save_config(config, tmp)
@@ -272,8 +300,18 @@ def export_run(run_dir: str, out: str, *, command: str | None = None,
         save_sampler_onnx(sampler, os.path.join(tmp, SAMPLER_FILE))
         origin = _samples_png(model, config, run_dir, os.path.join(tmp, SAMPLES_FILE))
         atomic_write_text(os.path.join(tmp, CARD_FILE), model_card(
-            name, config, step, heldout, command, origin, notes))
+            name, config, step, heldout, command, origin, notes, evaluation))
     return out
+
+
+def run_evaluation(run_dir: str, step: int) -> dict | None:
+    """RUN/eval/metrics.json (`scripts/evaluate.py RUN`) if it evaluated the run at `step`."""
+    path = os.path.join(run_dir, "eval", "metrics.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        evaluation = json.load(f)
+    return evaluation if evaluation.get("step") == step and "classes" in evaluation else None
 
 
 def load_export(folder: str):

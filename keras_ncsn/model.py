@@ -274,14 +274,21 @@ def build_model(config: Config) -> NCSN:
 
 
 def learning_rate(train: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """train.learning_rate, constant or as a warm-up + cosine decay to 0 at train.steps."""
-    if train.lr_schedule == "constant":
+    """train.learning_rate after a linear warm-up over train.warmup_fraction of the steps:
+    then constant, or (lr_schedule "cosine") decaying to 0 at train.steps."""
+    warmup = warmup_steps(train)
+    if train.lr_schedule == "constant" and not warmup:
         return train.learning_rate
+    # CosineDecay with alpha=1 stays at its target: the constant schedule after warm-up.
     return keras.optimizers.schedules.CosineDecay(
-        0.0 if train.warmup_steps else train.learning_rate,
-        decay_steps=train.steps - train.warmup_steps, alpha=0.0,
-        warmup_target=train.learning_rate if train.warmup_steps else None,
-        warmup_steps=train.warmup_steps)
+        0.0 if warmup else train.learning_rate, decay_steps=max(train.steps - warmup, 1),
+        alpha=0.0 if train.lr_schedule == "cosine" else 1.0,
+        warmup_target=train.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def warmup_steps(train: TrainConfig) -> int:
+    """Steps of linear learning-rate warm-up: train.warmup_fraction of train.steps."""
+    return int(round(train.warmup_fraction * train.steps))
 
 
 def make_optimizer(train: TrainConfig) -> keras.optimizers.Optimizer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pytest
@@ -9,7 +11,9 @@ import tensorflow as tf
 
 from keras_ncsn.config import get_config
 from keras_ncsn.losses import dsm_per_sample
-from keras_ncsn.model import NCSN, build_model, compile_model, count_trainable_parameters
+from keras_ncsn.errors import ConfigError
+from keras_ncsn.model import (NCSN, build_model, compile_model, count_trainable_parameters,
+                              learning_rate, make_optimizer)
 
 RNG = np.random.default_rng(0)
 
@@ -255,3 +259,21 @@ def test_mixed_bfloat16_reaches_the_float32_held_out_loss(tmp_path):
         losses[precision] = result.heldout["loss"]
     assert losses["float32"] < 0.5 * 32  # it trained: an untrained net scores about D/2 = 32
     assert abs(losses["mixed_bfloat16"] / losses["float32"] - 1) < 0.05, losses
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_step():
+    train = get_config("quick", ["train.steps=1000", "train.learning_rate=3e-3",
+                                 "train.lr_schedule=cosine", "train.warmup_fraction=0.1"]).train
+    values = {step: float(learning_rate(train)(step)) for step in (0, 50, 100, 550, 1000)}
+    assert values[0] == 0.0 and values[50] == pytest.approx(1.5e-3)
+    assert values[100] == pytest.approx(3e-3) and values[550] == pytest.approx(1.5e-3)
+    assert values[1000] == pytest.approx(0.0, abs=1e-9)
+    assert float(make_optimizer(train).learning_rate) == 0.0  # Adam reads the schedule
+    constant = get_config("quick", ["train.lr_schedule=constant", "train.warmup_fraction=0",
+                                    "train.learning_rate=1e-3"]).train
+    assert learning_rate(constant) == 1e-3
+    warm = replace(constant, warmup_fraction=0.1, steps=1000)  # warm-up, then constant
+    assert [float(learning_rate(warm)(s)) for s in (50, 100, 1000)] == pytest.approx(
+        [5e-4, 1e-3, 1e-3])
+    with pytest.raises(ConfigError, match="warmup_fraction must be in"):
+        get_config("quick", ["train.warmup_fraction=1"])
