@@ -93,7 +93,7 @@ def decoder_nll(target: tf.Tensor, mean: tf.Tensor, scale: float, decoder: str) 
     return -tf.reduce_sum(tf.math.log(tf.maximum(mass, np.finfo(np.float64).tiny)), axis=axes)
 
 
-def level_terms(score_fn: ScoreFn, x: tf.Tensor, target: tf.Tensor, sigmas: tf.Tensor,
+def level_terms(score_fn: ScoreFn, x: tf.Tensor, target: tf.Tensor, sigmas: np.ndarray,
                 levels: tf.Tensor, noise: tf.Tensor, decoder_scale: float,
                 decoder: str) -> tf.Tensor:
     """The stochastic term of each sample's level (float64 [B]), with x_i = x + sigma_i z:
@@ -101,11 +101,11 @@ def level_terms(score_fn: ScoreFn, x: tf.Tensor, target: tf.Tensor, sigmas: tf.T
     L-1 the decoder's -log p(target | x_L), `target` being x itself ("gaussian") or its 8-bit
     pixel values ("discretized"). Deterministic given `noise` (z), as in `keras_ncsn.losses`.
     """
-    sigmas = tf.convert_to_tensor(sigmas, tf.float32)
-    last = tf.shape(sigmas)[0] - 1
-    weights = tf.concat([tf.square(sigmas[:-1] / sigmas[1:]) - 1.0, [0.0]], 0)
-    sigma, perturbed, score = perturbed_score(score_fn, x, sigmas, levels, noise)
-    kl = tf.cast(tf.gather(weights, levels) * dsm_from_score(score, sigma, noise), tf.float64)
+    last = len(sigmas) - 1
+    weights = tf.constant(np.append(kl_weights(sigmas), 0.0))
+    sigma, perturbed, score = perturbed_score(score_fn, x, tf.constant(sigmas, tf.float32),
+                                              levels, noise)
+    kl = tf.gather(weights, levels) * tf.cast(dsm_from_score(score, sigma, noise), tf.float64)
     nll = decoder_nll(target, perturbed + tf.square(sigma) * score, decoder_scale, decoder)
     return tf.where(tf.equal(levels, last), nll, kl)
 
@@ -179,9 +179,8 @@ def bound(score_fn: ScoreFn, sigmas: np.ndarray, x: np.ndarray, *, seed: int = 0
     _check_decoder(decoder, scale)
     data = _data(x, dequantize)
     num, L = len(data), len(table)
-    sigmas32 = tf.constant(table, tf.float32)
     terms = tf.function(lambda xs, target, levels, noise: level_terms(
-        score_fn, xs, target, sigmas32, levels, noise, scale, decoder), autograph=False,
+        score_fn, xs, target, table, levels, noise, scale, decoder), autograph=False,
         reduce_retracing=True)
     prior, levels, totals = np.zeros(num), np.zeros((num, L)), np.zeros((num, int(draws)))
     for start in tqdm(range(0, num, batch), desc="bound", unit="batch", disable=not progress,
