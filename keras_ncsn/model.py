@@ -20,6 +20,9 @@ from keras_ncsn.noise import get_sigmas
 from keras_ncsn.sampling import LangevinSampler, check_images
 
 
+_SEED_STATE = "seed_generator_state"  # its key among the model's own variables in a checkpoint
+
+
 @keras.saving.register_keras_serializable(package="keras_ncsn")
 class NCSN(keras.Model):
     """CondRefineNetDilated score model s_theta(x, sigma_i); `model((x, level_index))`.
@@ -235,6 +238,18 @@ class NCSN(keras.Model):
         if self.objective_tracker is not None:
             self.objective_tracker.update_state(losses[self.objective])
         return _step_logs({m.name: m.result() for m in self.metrics})
+
+    # The seed generator's state is no Keras weight, so save_weights would leave it out and
+    # a resumed run would replay the noise levels and noise of the run's first steps.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[_SEED_STATE] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        if _SEED_STATE in store:  # checkpoints written before it was saved go on without it
+            self.seed_generator.state.assign(store[_SEED_STATE])
+        super().load_own_variables({key: store[key] for key in store.keys()
+                                    if key != _SEED_STATE})
 
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape),

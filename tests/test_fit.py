@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 
 from conftest import REPO, TINY, load_script, set_args
-from keras_ncsn.callbacks import list_checkpoints
-from keras_ncsn.config import load_config
+from keras_ncsn import callbacks, training
+from keras_ncsn.callbacks import global_step, list_checkpoints, restore_latest
+from keras_ncsn.config import get_config, load_config
+from keras_ncsn.model import build_model, compile_model
 
 fit = load_script("fit")
 TINY_ARGS = set_args(TINY)
@@ -47,6 +50,75 @@ def test_fit_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
     code, stdout, _ = run_fit(capsys, "--resume", out, "--steps", "6")
     assert code == 0 and "resuming from step 4" in stdout and "done: step 6" in stdout
     assert [s for s, _ in list_checkpoints(os.path.join(out, "checkpoints"))] == [2, 4, 6]
+
+
+class _Killed(Exception):
+    """Stands for a kill in the middle of a run (after a step, before its checkpoint)."""
+
+
+def _state(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    """What a resume must restore: the weights, the optimizer's variables (step, Adam
+    moments, EMA averages) and the training noise's seed generator."""
+    return {"weights": [keras.ops.convert_to_numpy(v) for v in model.weights],
+            "optimizer": [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables],
+            "rng": [keras.ops.convert_to_numpy(model.seed_generator.state)]}
+
+
+def _assert_same_state(got: dict, expected: dict) -> None:
+    for key in expected:
+        assert len(got[key]) == len(expected[key]), key
+        for a, b in zip(got[key], expected[key]):
+            np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+def test_resume_restores_the_saved_state_and_keeps_the_newest_checkpoints(tmp_path,
+                                                                          monkeypatch, capsys):
+    """Killed after step 4 (checkpoints every step, keep 2), the run resumes from exactly
+    what step 3 saved, the seed generator included (checkpoints used to lack it, so a
+    resumed run replayed the noise of its first steps); keep_checkpoints is kept to; and
+    an unreadable newest checkpoint gives way to the one before it."""
+    config = get_config("quick", [*TINY, "train.ema_momentum=0.9", "train.checkpoint_every=1",
+                                  "train.keep_checkpoints=2", "train.steps=5"])
+    out = str(tmp_path / "run")
+    folder = os.path.join(out, "checkpoints")
+    saved, restored, killed = {}, {}, {}
+    save, stop, restore = (callbacks.AtomicCheckpoint.save,
+                           callbacks.StopAtStep.on_train_batch_end, training.restore_latest)
+
+    def recording_save(self, step):
+        saved[step] = _state(self.model)
+        return save(self, step)
+
+    def kill_at_step_4(self, batch, logs=None):
+        stop(self, batch, logs)
+        if global_step(self.model) == 4 and not killed:
+            killed.update(_state(self.model))
+            raise _Killed
+
+    def recording_restore(model, checkpoints):
+        step = restore(model, checkpoints)
+        restored[step] = _state(model)
+        return step
+
+    monkeypatch.setattr(callbacks.AtomicCheckpoint, "save", recording_save)
+    monkeypatch.setattr(callbacks.StopAtStep, "on_train_batch_end", kill_at_step_4)
+    monkeypatch.setattr(training, "restore_latest", recording_restore)
+    with pytest.raises(_Killed):
+        training.train(config, out, progress=False, log=lambda _: None)
+    assert [step for step, _ in list_checkpoints(folder)] == [2, 3]
+    result = training.train(config, out, progress=False, log=lambda _: None)
+    assert result.start_step == 3 and result.final_step == 5
+    _assert_same_state(restored[3], saved[3])
+    assert not np.array_equal(restored[3]["rng"][0], killed["rng"][0])  # a real rewind
+    assert [step for step, _ in list_checkpoints(folder)] == [4, 5]
+
+    with open(os.path.join(folder, "ckpt-00000005.weights.h5"), "r+b") as f:
+        f.truncate(1000)
+    model = compile_model(build_model(config), config.train)
+    capsys.readouterr()
+    assert restore_latest(model, folder) == 4
+    assert "skipped unreadable checkpoint ckpt-00000005.weights.h5" in capsys.readouterr().out
+    _assert_same_state(_state(model), saved[4])
 
 
 def test_changed_model_config_is_refused(tmp_path, capsys):
