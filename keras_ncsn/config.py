@@ -359,7 +359,7 @@ QUICK = Config(
     data=DataConfig(dataset="embedded", image_size=28, channels=1),
     model=ModelConfig(ngf=16, scale_by_sigma=True),
     noise=NoiseConfig(sigma_begin=5.0, sigma_end=0.02, num_levels=10),
-    train=TrainConfig(batch_size=64, steps=1800, learning_rate=3e-3, lr_schedule="cosine",
+    train=TrainConfig(batch_size=64, steps=1400, learning_rate=3e-3, lr_schedule="cosine",
                       warmup_fraction=0.05, ema_momentum=0.99, checkpoint_every=300, log_every=50),
     sample=SampleConfig(num_images=64, steps_per_level=30, step_size=8e-5,
                         convention="reference_code", denoise=True, jit_compile=False),
