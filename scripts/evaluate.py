@@ -62,6 +62,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         metavar="sample.KEY=VALUE",
                         help="sampler setting of a run folder, e.g. sample.steps_per_level=50 "
                              "(repeatable; tunes sampling without retraining)")
+    parser.add_argument("--no-ema", action="store_true",
+                        help="sample a run folder with its raw weights instead of the EMA")
     parser.add_argument("--out", help="output folder: new or empty, or an earlier evaluation "
                                       "with --overwrite")
     parser.add_argument("--overwrite", action="store_true",
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate(args.source, out, num_samples=args.num_samples, batch=args.batch, seed=args.seed,
              features=args.features, classifier=args.classifier, real_data=args.real_data,
              real=args.real, feature_neighbours=args.feature_neighbours,
-             sample_settings=args.sample_settings,
+             sample_settings=args.sample_settings, ema=not args.no_ema,
              command=command,
              overwrite=args.overwrite,
              progress=not args.no_progress)
@@ -122,7 +124,7 @@ def likelihood(args: argparse.Namespace, command: str) -> int:
         raise ConfigError(f"--likelihood samples nothing: leave out {', '.join(unused)}")
     evaluate_likelihood(args.source, args.out or os.path.join(args.source, "eval-likelihood"),
                         **likelihood_options(args), seed=args.seed, batch=args.batch or 100,
-                        real_data=args.real_data, command=command,
+                        real_data=args.real_data, ema=not args.no_ema, command=command,
                         overwrite=args.overwrite, progress=not args.no_progress)
     return 0
 

@@ -259,6 +259,12 @@ def test_evaluate_a_tiny_run_and_the_real_floor(tmp_path, capsys):
                              "sample.steps_per_level=3", "--out", str(tmp_path / "eval3"))
     assert code == 0, err
     assert _check_report(str(tmp_path / "eval3"), 4)["sampler"]["steps_per_level"] == 3
+    code, _, err = _evaluate(capsys, run, "--num-samples", "4", "--no-ema", "--out",
+                             str(tmp_path / "raw"))
+    assert code == 0, err
+    raw = _check_report(str(tmp_path / "raw"), 4)
+    assert raw["ema"] is False and found["ema"] is True
+    assert "raw (not EMA) weights" in open(tmp_path / "raw" / "report.md").read()
     code, _, err = _evaluate(capsys, run, "--set", "train.steps=3")
     assert code == 2 and "only sample.KEY=VALUE" in err
 
@@ -279,6 +285,7 @@ def test_evaluate_the_shipped_export(tmp_path, capsys):
     ([SHIPPED, "--seed", "-1"], "--seed must be >= 0"),
     ([SHIPPED, "--classifier", "{missing}"], "train_classifier.py"),
     ([SHIPPED, "--set", "sample.steps_per_level=3"], "is an export"),
+    ([SHIPPED, "--no-ema"], "--no-ema needs a run folder"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, capsys, args, words):
     missing = str(tmp_path / "missing")

@@ -92,9 +92,9 @@ def sampler_overrides(config: Config, path: str, assignments: Sequence[str]) -> 
     return replace(config, sample=override_sample(config, assignments, UNUSED_SETTINGS))
 
 
-def open_source(path: str, config: Config) -> Source:
-    """Loads a run folder (EMA weights when kept; sampling with `config.sample`) or an
-    export folder's SavedModel."""
+def open_source(path: str, config: Config, ema: bool = True) -> Source:
+    """Loads a run folder (EMA weights when kept and `ema`; sampling with `config.sample`)
+    or an export folder's SavedModel."""
     import tensorflow as tf
 
     if is_export(path):
@@ -106,7 +106,7 @@ def open_source(path: str, config: Config) -> Source:
     from keras_ncsn.sampling import sample_options
     from keras_ncsn.training import load_run
 
-    _, model, step = load_run(path)
+    _, model, step = load_run(path, ema=ema)
     options = sample_options(config.sample)
     return Source("run", step, lambda n, seed: model.sample(n, seed=seed, **options).numpy(),
                   model)
@@ -201,14 +201,14 @@ def _histogram(sample_d: np.ndarray, test_d: np.ndarray, label: str, path: str) 
 def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int | None = None,
              seed: int = 0, features: str = "classifier", classifier: str | None = None,
              real_data: str | None = None, real: bool = False, feature_neighbours: bool = False,
-             sample_settings: Sequence[str] = (), command: str = "", overwrite: bool = False,
-             progress: bool = True, log=print) -> dict[str, Any]:
+             sample_settings: Sequence[str] = (), ema: bool = True, command: str = "",
+             overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
     """Evaluates a run or export folder into `out`; returns the metrics (also metrics.json).
 
     `real=True` evaluates `num_samples` training images instead of samples (the real-vs-real
     floor); their nearest-neighbour distances then leave the image itself out, and the
-    sampler's settings (`batch`, default `DEFAULT_BATCH`, `sample_settings`) are an error
-    there. `out` must be new or empty, or with `overwrite` an earlier evaluation
+    sampler's settings (`batch`, default `DEFAULT_BATCH`, `sample_settings`, `ema`) are an
+    error there. `out` must be new or empty, or with `overwrite` an earlier evaluation
     (it is replaced whole). Every check runs before a model is loaded.
     """
     if num_samples < 2:
@@ -217,14 +217,20 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int |
         raise ConfigError(f"--batch must be >= 1, got {batch}")
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
-    if real and (batch is not None or sample_settings):
+    if real and (batch is not None or sample_settings or not ema):
         raise ConfigError("--real evaluates training images and samples nothing: leave out "
-                          "--batch and --set")
+                          "--batch, --set and --no-ema")
     batch = batch or DEFAULT_BATCH
     if classifier and features != "classifier":
         raise ConfigError(f"--classifier is the feature extractor of --features classifier, "
                           f"not of --features {features}")
     config = sampler_overrides(check_source(source_path), source_path, sample_settings)
+    if not ema and is_export(source_path):
+        raise ConfigError(f"--no-ema needs a run folder; the export {source_path} holds only "
+                          "the weights it was exported with")
+    if not ema and not config.train.ema_momentum:
+        raise ConfigError(f"--no-ema: the run {source_path} kept no EMA weights "
+                          "(train.ema_momentum=0), so its weights are the raw ones already")
     check_output_folder(out, OUTPUT_MARKERS, "evaluation folder", replace=overwrite)
     data = real_data_config(config.data, real_data)
     log(f"real data: {describe_data(data)}")
@@ -255,7 +261,7 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int |
         candidates = train[candidate_ids]
         log(f"real vs real: {num_samples} training images stand in for samples")
     else:
-        source = open_source(source_path, config)
+        source = open_source(source_path, config, ema)
         log(f"sampling {num_samples} images from {source.kind} {source_path} in batches of "
             f"{batch} (seed {seed})")
         start = time.time()
@@ -272,7 +278,7 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int |
         "step": None if real else source.step, "command": command,
         "num_samples": num_samples, "seed": seed, "batch": batch,
         "sampling_seconds": round(seconds, 1),
-        "sampler": None if real else asdict(config.sample),
+        "sampler": None if real else asdict(config.sample), "ema": ema,
         "features": extractor.name,
         "real_data": {"description": describe_data(data), "train_images": len(train),
                       "test_images": len(test)},
@@ -358,7 +364,8 @@ def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -
 
         lines.append(f"- Samples: {results['num_samples']:,}, seed {results['seed']}, batches of "
                      f"{results['batch']}, {results['sampling_seconds']:.0f} s; "
-                     f"{describe_sampler(SampleConfig(**sampler))}.")
+                     f"{describe_sampler(SampleConfig(**sampler))}; "
+                     f"{'EMA' if results['ema'] else 'raw (not EMA)'} weights.")
     else:
         lines.append(f"- {results['num_samples']:,} training images (seed {results['seed']}) "
                      "stand in for samples.")
