@@ -1,0 +1,47 @@
+"""Training steps per second of the quick preset at other widths and batch sizes.
+
+    python experiments/train_speed.py 16 64        # ngf 16, batch 64
+
+Times 20 `fit` steps after 3 warm-up steps on random 28x28 images (no data pipeline), in
+one process per setting, so settings measured one after another on an idle machine compare.
+The widths chosen for the quick preset and the shipped models came from these numbers
+(docs/quick_preset_tuning.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 2:
+        print("usage: train_speed.py NGF BATCH", file=sys.stderr)
+        return 2
+    ngf, batch = int(args[0]), int(args[1])
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_ncsn.config import get_config
+    from keras_ncsn.model import build_model, compile_model, count_trainable_parameters
+
+    config = get_config("quick", [f"model.ngf={ngf}", f"train.batch_size={batch}"])
+    model = compile_model(build_model(config), config.train)
+    images = np.random.default_rng(0).random((batch * 30, 28, 28, 1), dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(batch).repeat()
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=20, epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    print(f"ngf {ngf} batch {batch}: {count_trainable_parameters(model):,} parameters, "
+          f"trace + 3 steps {warm:.1f} s, {20 / seconds:.2f} steps/s, "
+          f"{20 * batch / seconds:.0f} images/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
