@@ -30,7 +30,7 @@ Result = dict[str, Any]
 RESULT_PREFIX = "BENCH_RESULT "
 # The serving case's export folder unless --export names another: the shipped model.
 DEFAULT_EXPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "saved_models", "mnist_quick")
+                              "saved_models", "mnist")
 # Model sizes: (preset, --set overrides). "tiny" keeps --quick within about a minute.
 SIZES: dict[str, tuple[str, list[str]]] = {
     "tiny": ("quick", ["model.ngf=4", "data.image_size=16", "data.center_crop=28",

@@ -40,7 +40,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a report of the same day and host in --out")
     parser.add_argument("--export",
-                        help="export folder for the serving case (saved_models/mnist_quick)")
+                        help="export folder for the serving case (saved_models/mnist)")
     parser.add_argument("--reference", metavar="DIR",
                         help="checkout of ermongroup/ncsn: also run the PyTorch baseline")
     parser.add_argument("--python",

@@ -2,11 +2,11 @@
 
 Examples:
     python scripts/evaluate.py runs/quick                        # 500 samples -> runs/quick/eval
-    python scripts/evaluate.py saved_models/mnist_quick --num-samples 256 --out /tmp/eval
+    python scripts/evaluate.py saved_models/mnist --num-samples 256 --out /tmp/eval
     python scripts/evaluate.py runs/quick --real --out runs/real-eval   # real-vs-real floor
     python scripts/evaluate.py runs/quick --set sample.steps_per_level=50 --out /tmp/e50
     python scripts/evaluate.py runs/cifar --features inception --real-data ../data/cifar.npz
-    python scripts/evaluate.py saved_models/mnist_quick --likelihood --images 1000
+    python scripts/evaluate.py saved_models/mnist --likelihood --images 1000
 Generates --num-samples images with the model's sampler (batches of --batch, a progress bar),
 compares them with the real data of the model's config (--real-data to change it): the test
 split is the FID/KID reference, the training split is searched for nearest neighbours.

@@ -1,7 +1,7 @@
 """Export a trained run for serving: TensorFlow SavedModel, score.onnx, sampler.onnx, model card.
 
 Examples:
-    python scripts/export.py runs/quick --out saved_models/mnist_quick --overwrite
+    python scripts/export.py runs/mnist --out saved_models/mnist --overwrite
     python scripts/export.py runs/quick --out /tmp/e --note "trained in 30 min on a 2-core CPU"
 The folder (written atomically; an existing one only if it is an earlier export and
 --overwrite is given) holds saved_model/ (endpoints sample = serving_default,

@@ -1,8 +1,8 @@
 """Sample images from an export folder with ONNX Runtime and NumPy only (no TensorFlow).
 
 Examples:
-    python scripts/onnx_sample.py saved_models/mnist_quick                # NumPy loop, score.onnx
-    python scripts/onnx_sample.py saved_models/mnist_quick --sampler onnx --seed 3 --out s.png
+    python scripts/onnx_sample.py saved_models/mnist                # NumPy loop, score.onnx
+    python scripts/onnx_sample.py saved_models/mnist --sampler onnx --seed 3 --out s.png
 "--sampler numpy" runs annealed Langevin dynamics in NumPy around score.onnx; "--sampler
 onnx" runs sampler.onnx, the whole loop as one ONNX graph. Both read the sigmas and sampler
 settings from the folder's config.json and draw the starting batch and the noise from

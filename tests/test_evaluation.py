@@ -16,7 +16,7 @@ from keras_ncsn.evaluation import features, metrics
 from keras_ncsn.evaluation.report import DEFAULT_CLASSIFIER
 
 evaluate_script, fit = load_script("evaluate"), load_script("fit")
-SHIPPED = os.path.join(REPO, "saved_models", "mnist_quick")
+SHIPPED = os.path.join(REPO, "saved_models", "mnist")
 
 
 # Metrics ------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def test_evaluate_the_shipped_export(tmp_path, capsys):
     assert code == 0, err
     found = _check_report(out, 4, SHIPPED)
     assert found["kind"] == "export" and "heldout_loss" not in found
-    assert found["real_data"]["test_images"] == 1000
+    assert found["real_data"]["test_images"] == 10_000  # the MNIST test split
 
 
 @pytest.mark.parametrize("args, words", [

@@ -325,7 +325,7 @@ def test_model_samples_with_the_ancestral_method(tiny_model):
 
 # Run and export folders (the tiny export end to end is in test_export.py, marked slow) ------
 
-SHIPPED = os.path.join(REPO, "saved_models", "mnist_quick")
+SHIPPED = os.path.join(REPO, "saved_models", "mnist")
 
 
 @pytest.fixture(scope="module")
