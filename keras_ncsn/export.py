@@ -5,10 +5,12 @@ An export folder (file names and checks in `keras_ncsn.onnx_runtime`) holds
                    sample(num_images, seed) -> [N, H, W, C] in [0, 1]  (also serving_default)
                    sample_ancestral(num_images, seed) -> [N, H, W, C]  (the VE ancestral
                    sampler: L score calls, the chain of keras_ncsn.likelihood's bound)
-                   inpaint(images, mask, seed) -> [N, H, W, C]
+                   inpaint(images, mask, seed) -> [N, H, W, C]  (mask [N or 1, H, W, C or 1])
                    score(x, level_index) -> [N, H, W, C]
                    sigmas() -> [L]
                    It loads with `tf.saved_model.load(path)` alone (no keras_ncsn needed).
+                   Endpoints check their inputs in the graph (`_checked`): bad values fail
+                   with InvalidArgumentError "assertion failed: [what is wrong]".
     score.onnx     the score network: x float32 [N, H, W, C], level_index int32 [N] -> score.
     sampler.onnx   the whole annealed Langevin loop as one ONNX graph (a Loop):
                    x [N, H, W, C], noise [k*T, N, H, W, C], first_level int32 -> images.
@@ -61,6 +63,20 @@ def _score_signature(model: NCSN) -> list[tf.TensorSpec]:
             tf.TensorSpec([None], tf.int32, name="level_index")]
 
 
+def _checked(tensors: Sequence[tf.Tensor],
+             *requirements: tuple[tf.Tensor, str]) -> list[tf.Tensor]:
+    """`tensors`, readable only after every (condition, message) in `requirements` holds.
+
+    The Assert ops stay in the SavedModel, so a bad input fails with its message instead
+    of deep inside the network with TensorFlow's node names (or, for an out-of-range
+    gather on a GPU, silently with zeros).
+    """
+    checks = [tf.debugging.Assert(tf.reduce_all(condition), [message])
+              for condition, message in requirements]
+    with tf.control_dependencies(checks):
+        return [tf.identity(t) for t in tensors]
+
+
 def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
     """Writes the SavedModel with endpoints sample (= serving_default), sample_ancestral,
     inpaint, score, sigmas.
@@ -75,15 +91,36 @@ def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
 
     def sampling(chosen: LangevinSampler):
         def sample(num_images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+            (num_images,) = _checked([num_images], (num_images >= 1, "num_images must be >= 1"))
             x = chosen.initial(tf.stack([num_images, height, width, channels]), seed)
             return chosen.compiled_loop()(x, seed, tf.constant(0), tf.constant(levels))
         return sample
 
     def inpaint(images: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        batch, mask_shape = tf.shape(images)[0], tf.shape(mask)
+        mask_channels = "1" if channels == 1 else f"{channels} or 1"
+        images, mask = _checked(
+            [images, mask], (batch >= 1, "images must hold at least one image"),
+            (tf.math.is_finite(images) & (images >= 0) & (images <= 1),
+             "images must be finite and in [0, 1]"),
+            (((mask_shape[0] == 1) | (mask_shape[0] == batch))
+             & ((mask_shape[3] == 1) | (mask_shape[3] == channels)),
+             f"mask must be [N or 1, {height}, {width}, {mask_channels}] for images "
+             f"[N, {height}, {width}, {channels}]"),
+            ((mask == 0) | (mask == 1),
+             "mask must be binary: 1 = observed pixel, 0 = pixel to inpaint"))
         mask = tf.broadcast_to(mask, tf.shape(images))
         x = sampler.inpainting_initial(images, mask, seed)
         return sampler.compiled_loop(inpainting=True)(x, seed, tf.constant(0),
                                                        tf.constant(levels), images, mask)
+
+    def score(x: tf.Tensor, level_index: tf.Tensor) -> tf.Tensor:
+        x, level_index = _checked(
+            [x, level_index], (tf.size(level_index) == tf.shape(x)[0],
+                               "level_index must hold one level per image of x"),
+            ((level_index >= 0) & (level_index < model.num_levels),
+             f"level_index must be in [0, {model.num_levels})"))
+        return model.score(x, level_index)
 
     def sigmas() -> tf.Tensor:
         return tf.identity(model.sigmas)
@@ -97,7 +134,7 @@ def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
     archive.add_endpoint("sample_ancestral", sampling(ancestral), [count, seed])
     archive.add_endpoint("inpaint", inpaint, [
         image, tf.TensorSpec([None, height, width, None], tf.float32, name="mask"), seed])
-    archive.add_endpoint("score", model.score, _score_signature(model))
+    archive.add_endpoint("score", score, _score_signature(model))
     archive.add_endpoint("sigmas", sigmas, [])
     archive.write_out(path, verbose=False)
 

@@ -76,11 +76,19 @@ def _session(path: str):
         raise ExportError(f"cannot load {path}: {message}") from None
 
 
+def _is_integer(value: object) -> bool:
+    """A Python or NumPy integer (not a bool, not a float that happens to be whole)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_sample_args(num_images: int, seed: int) -> None:
     """`OnnxExport.sample`'s arguments: at least one image, and a seed NumPy takes (>= 0)."""
-    if int(num_images) < 1:
+    for name, value in (("the number of images", num_images), ("the seed", seed)):
+        if not _is_integer(value):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if num_images < 1:
         raise ConfigError(f"the number of images must be >= 1, got {num_images}")
-    if int(seed) < 0:
+    if seed < 0:
         raise ConfigError(f"the seed must be >= 0 (NumPy's default_rng), got {seed}")
 
 
@@ -119,11 +127,33 @@ class OnnxExport:
     def num_levels(self) -> int:
         return len(self.sigmas)
 
+    def check_images(self, x: np.ndarray, name: str = "x") -> np.ndarray:
+        """x as float32 [N, H, W, C] with N >= 1 and this export's H, W, C; ConfigError if
+        it is not (ONNX Runtime would fail with its node names)."""
+        x = np.asarray(x, np.float32)
+        if x.ndim != 4 or not len(x) or x.shape[1:] != tuple(self.image_shape):
+            raise ConfigError(f"{name} must be [N, {', '.join(map(str, self.image_shape))}] "
+                              f"with N >= 1 (this export's images), got shape {x.shape}")
+        return x
+
+    def check_levels(self, level_index: Union[int, np.ndarray], count: int) -> np.ndarray:
+        """level_index (an int, or one per image) as int32 [count]; ConfigError unless every
+        index is in [0, L): an out-of-range gather is an error on a CPU, zeros on a GPU."""
+        levels = np.asarray(level_index)
+        if levels.dtype.kind not in "iu" or levels.shape not in ((), (count,)):
+            raise ConfigError(f"level_index must be an integer or {count} integers (one per "
+                              f"image), got {levels.dtype} of shape {levels.shape}")
+        outside = levels[(levels < 0) | (levels >= self.num_levels)]
+        if outside.size:
+            raise ConfigError(f"level_index must be in [0, {self.num_levels}), "
+                              f"got {int(outside.flat[0])}")
+        return np.broadcast_to(levels.astype(np.int32), (count,)).copy()
+
     def score(self, x: np.ndarray, level_index: Union[int, np.ndarray]) -> np.ndarray:
         """s(x, sigma_level) from score.onnx; x float32 [N, H, W, C], level_index int or [N]."""
-        x = np.asarray(x, np.float32)
-        levels = np.broadcast_to(np.asarray(level_index, np.int32), x.shape[:1])
-        return self.score_session.run(["score"], {"x": x, "level_index": levels.copy()})[0]
+        x = self.check_images(x)
+        levels = self.check_levels(level_index, len(x))
+        return self.score_session.run(["score"], {"x": x, "level_index": levels})[0]
 
     def initial(self, num_images: int, rng: np.random.Generator) -> np.ndarray:
         """Starting batch: Uniform[0, 1) or N(0, sigma_1^2), as the config's sample.init says."""
@@ -140,10 +170,11 @@ class OnnxExport:
         `LangevinSampler.given_noise_loop`, which sampler.onnx is."""
         if sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        x, noise = np.asarray(x, np.float32), np.asarray(noise, np.float32)
+        x, noise = self.check_images(x), np.asarray(noise, np.float32)
         T = self.steps_per_level
         levels = len(noise) // T
         if (noise.ndim != 5 or noise.shape[1:] != x.shape or len(noise) % T or not levels
+                or not _is_integer(first_level)
                 or not 0 <= first_level <= self.num_levels - levels):
             raise ConfigError(f"noise must be [k*{T}, *x.shape] for k levels starting at "
                               f"first_level within the {self.num_levels} levels; got noise "

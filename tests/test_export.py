@@ -21,10 +21,10 @@ import tensorflow as tf
 
 from conftest import REPO, SMALL, load_script, train_run
 from keras_ncsn.config import get_config
-from keras_ncsn.errors import ExportError
+from keras_ncsn.errors import ConfigError, ExportError
 from keras_ncsn.export import load_export, training_command
 from keras_ncsn.onnx_runtime import REQUIRED_FILES, OnnxExport
-from keras_ncsn.sampling import sample_options
+from keras_ncsn.sampling import center_square_mask, half_mask, sample_options
 from keras_ncsn.training import load_run
 
 export_script, onnx_sample = load_script("export"), load_script("onnx_sample")
@@ -139,6 +139,35 @@ def test_shipped_model_card_and_size():
     assert total <= 25 * 2**20
     ignored = subprocess.run(["git", "check-ignore", "-q", SHIPPED], cwd=REPO)
     assert ignored.returncode == 1  # 1: not ignored, so it is committed with the code
+
+
+def _zeros(onnx: OnnxExport, count: int) -> np.ndarray:
+    return np.zeros((count, *onnx.image_shape), np.float32)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda onnx, L: onnx.score(_zeros(onnx, 2), L), "level_index must be in [0, {L})"),
+    (lambda onnx, L: onnx.score(_zeros(onnx, 2), [0, -1]), "in [0, {L}), got -1"),
+    (lambda onnx, L: onnx.score(_zeros(onnx, 2), [0, 1, 2]), "2 integers (one per"),
+    (lambda onnx, L: onnx.score(_zeros(onnx, 2), 1.0), "an integer or 2 integers"),
+    (lambda onnx, L: onnx.score(np.zeros((2, 3, 3, 1)), 0), "x must be [N, {shape}]"),
+    (lambda onnx, L: onnx.score(_zeros(onnx, 0), 0), "with N >= 1"),
+    (lambda onnx, L: onnx.sample(0), "number of images must be >= 1"),
+    (lambda onnx, L: onnx.sample(1.5), "number of images must be an integer"),
+    (lambda onnx, L: onnx.sample(1, seed=2.5), "seed must be an integer"),
+    (lambda onnx, L: onnx.sample(1, seed=-1), "seed must be >= 0"),
+    (lambda onnx, L: onnx.langevin(np.zeros((1, 3, 3, 1)),
+                                   np.zeros((onnx.steps_per_level, 1, 3, 3, 1))),
+     "x must be [N, {shape}]"),
+])
+def test_onnx_runtime_checks_inputs_before_running_a_model(call, words):
+    onnx = OnnxExport(SHIPPED)
+    with pytest.raises(ConfigError) as error:
+        call(onnx, onnx.num_levels)
+    shape = ", ".join(map(str, onnx.image_shape))
+    assert words.format(L=onnx.num_levels, shape=shape) in str(error.value)
+    assert "\n" not in str(error.value)
+    assert not {"score_session", "sampler_session"} & set(vars(onnx))  # ONNX Runtime unused
 
 
 @pytest.mark.parametrize("damage, words", [
@@ -263,15 +292,62 @@ def test_likelihood_of_the_export_is_the_runs(run, exported, tmp_path):
     assert bits[0] == pytest.approx(bits[1], rel=1e-4)
 
 
+@pytest.fixture(scope="module")
+def loaded(exported):
+    """The tiny export's SavedModel, held for the module: its endpoints hold only weak
+    references to its variables."""
+    return load_export(exported)
+
+
 @pytest.mark.slow
-def test_saved_model_inpaint_keeps_observed_pixels(exported):
+def test_saved_model_inpaint_is_the_keras_inpainting(keras_run, loaded):
+    """Per-image masks, one seed: NCSN.inpaint's images, observed pixels back exactly."""
+    config, model = keras_run
     images = np.random.default_rng(0).random((2, *SHAPE), dtype=np.float32)
-    mask = np.ones((1, 8, 8, 1), np.float32)
-    mask[:, 4:] = 0
-    loaded = load_export(exported)  # keep it: its endpoints hold only weak refs to its variables
+    mask = np.stack([half_mask(8, "bottom"), center_square_mask(8, 4)])
     out = loaded.inpaint(images=images, mask=mask, seed=1).numpy()
-    np.testing.assert_array_equal(out[:, :4], images[:, :4])
-    assert not np.array_equal(out[:, 4:], images[:, 4:])
+    keras_out = model.inpaint(images, mask, seed=1, **sample_options(config.sample)).numpy()
+    np.testing.assert_allclose(out, keras_out, atol=1e-5)
+    observed = mask == 1
+    np.testing.assert_array_equal(out[observed[..., 0]], images[observed[..., 0]])
+    assert not np.allclose(out[~observed[..., 0]], images[~observed[..., 0]])
+
+
+X, MASK = np.full((2, *SHAPE), 0.5, np.float32), np.ones((1, *SHAPE), np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint, inputs, words", [
+    ("sample", dict(num_images=-1, seed=1), "num_images must be >= 1"),
+    ("sample", dict(num_images=0, seed=1), "num_images must be >= 1"),
+    ("score", dict(x=X, level_index=np.array([0, 3], np.int32)), "level_index must be in [0, 3)"),
+    ("score", dict(x=X, level_index=np.array([-1, 0], np.int32)), "level_index must be in [0, 3)"),
+    ("score", dict(x=X, level_index=np.array([0, 1, 2], np.int32)),
+     "level_index must hold one level per image of x"),
+    ("inpaint", dict(images=X * 3, mask=MASK, seed=1), "images must be finite and in [0, 1]"),
+    ("inpaint", dict(images=X * np.nan, mask=MASK, seed=1), "images must be finite and in"),
+    ("inpaint", dict(images=X[:0], mask=MASK, seed=1), "images must hold at least one image"),
+    ("inpaint", dict(images=X, mask=MASK * 0.5, seed=1), "mask must be binary"),
+    ("inpaint", dict(images=X, mask=np.ones((3, *SHAPE), np.float32), seed=1),
+     "mask must be [N or 1, 8, 8, 1] for images [N, 8, 8, 1]"),
+    ("inpaint", dict(images=X, mask=np.ones((1, 8, 8, 2), np.float32), seed=1),
+     "mask must be [N or 1, 8, 8, 1]"),
+])
+def test_saved_model_endpoints_check_their_inputs_in_plain_words(loaded, endpoint, inputs,
+                                                                  words):
+    """The checks are Assert ops in the SavedModel's graph; without them these inputs failed
+    with node names (sample, score) or were accepted (inpaint's range and mask values)."""
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        getattr(loaded, endpoint)(**inputs)
+    assert f"assertion failed: [{words}" in str(error.value)
+
+
+@pytest.mark.slow
+def test_saved_model_signatures_refuse_other_types_and_image_sizes(loaded):
+    with pytest.raises(TypeError, match="int64"):
+        loaded.sample(num_images=1, seed=1.5)
+    with pytest.raises(TypeError, match=r"shape=\(None, 8, 8, 1\)"):
+        loaded.score(x=np.zeros((1, 4, 4, 1), np.float32), level_index=np.zeros(1, np.int32))
 
 
 @pytest.mark.slow
