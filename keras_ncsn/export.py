@@ -239,7 +239,8 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
     """MODEL_CARD.md: what was trained on what, how, how well, and how to sample from it.
 
     `command` is the command the run was trained with; when it differs from
-    `training_command(config)` (presets change), the card gives both.
+    `training_command(config)` (presets change), the card gives both. `evaluation` is the
+    run's metrics.json from `scripts/evaluate.py` at the exported step, if there is one.
     """
     data, train, noise, sample = config.data, config.train, config.noise, config.sample
     height, width, channels = config.image_shape

@@ -1,6 +1,6 @@
 """Serving exports: the shipped pretrained model (fast) and a tiny run exported end to end (slow).
 
-The fast tests use saved_models/mnist_quick as shipped: SavedModel in a Python that cannot
+The fast tests use saved_models/mnist as shipped: SavedModel in a Python that cannot
 import keras_ncsn, ONNX Runtime without TensorFlow, and one-line errors on damaged copies.
 The slow ones train and export an 8x8 run once per module (the ONNX conversion alone takes
 minutes on a 2-core CPU) and compare every runtime with the Keras model it came from.
@@ -28,7 +28,7 @@ from keras_ncsn.sampling import center_square_mask, half_mask, sample_options
 from keras_ncsn.training import load_run
 
 export_script, onnx_sample = load_script("export"), load_script("onnx_sample")
-SHIPPED = os.path.join(REPO, "saved_models", "mnist_quick")
+SHIPPED = os.path.join(REPO, "saved_models", "mnist")
 SHAPE = (8, 8, 1)
 
 
@@ -129,15 +129,18 @@ def test_shipped_onnx_sample_script_imports_no_tensorflow(tmp_path, sampler):
         assert image.size == (2 + 2 * 30, 2 + 2 * 30)
 
 
-def test_shipped_model_card_and_size():
-    card = open(os.path.join(SHIPPED, "MODEL_CARD.md"), encoding="utf-8").read()
-    for words in ("`python scripts/fit.py`", "Steps: 800", "held-out DSM loss",
-                  "2-core CPU", "![samples](samples.png)"):
+@pytest.mark.parametrize("name, steps", [("mnist", 4500), ("fashion_mnist", 2500)])
+def test_shipped_model_card_and_size(name, steps):
+    folder = os.path.join(REPO, "saved_models", name)
+    card = open(os.path.join(folder, "MODEL_CARD.md"), encoding="utf-8").read()
+    for words in ("`python scripts/fit.py --config " + name, f"Steps: {steps}",
+                  "held-out DSM loss", "2-core CPU", "## Sample quality",
+                  "confident fraction", "class entropy", "(floor)", "![samples](samples.png)"):
         assert words in card
-    total = sum(os.path.getsize(os.path.join(folder, name))
-                for folder, _, names in os.walk(SHIPPED) for name in names)
+    total = sum(os.path.getsize(os.path.join(root, file))
+                for root, _, files in os.walk(folder) for file in files)
     assert total <= 25 * 2**20
-    ignored = subprocess.run(["git", "check-ignore", "-q", SHIPPED], cwd=REPO)
+    ignored = subprocess.run(["git", "check-ignore", "-q", folder], cwd=REPO)
     assert ignored.returncode == 1  # 1: not ignored, so it is committed with the code
 
 
