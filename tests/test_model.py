@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import CONSTANT_LR
 from keras_ncsn.config import get_config
 from keras_ncsn.losses import dsm_per_sample
 from keras_ncsn.errors import ConfigError
@@ -69,7 +70,8 @@ def test_bad_model_arguments():
 
 
 def test_build_model_takes_the_objective_and_saves_it_in_its_config():
-    config = get_config("quick", ["model.ngf=2", "data.image_size=4", "noise.num_levels=2",
+    config = get_config("quick", [*CONSTANT_LR,
+                                  "model.ngf=2", "data.image_size=4", "noise.num_levels=2",
                                   "train.objective=ssm_vr"])
     model = build_model(config)
     assert model.objective == "ssm_vr"
@@ -78,7 +80,8 @@ def test_build_model_takes_the_objective_and_saves_it_in_its_config():
 
 def test_train_seed_fixes_the_initial_weights():
     def weights(seed: int) -> list[np.ndarray]:
-        config = get_config("quick", ["model.ngf=2", "data.image_size=4", "noise.num_levels=2",
+        config = get_config("quick", [*CONSTANT_LR,
+                                      "model.ngf=2", "data.image_size=4", "noise.num_levels=2",
                                       f"train.seed={seed}"])
         return [w.numpy() for w in build_model(config).trainable_weights]
 
@@ -104,7 +107,8 @@ def _small_images() -> tf.data.Dataset:
 def test_sliced_score_matching_trains_the_image_model(objective):
     """train.objective=ssm(_vr) lowers the held-out DSM loss on fixed draws by over 10%
     in 40 steps (measured 20% and 26%), and its own held-out value too."""
-    config = get_config("quick", ["model.ngf=4", "data.image_size=8", "noise.num_levels=3",
+    config = get_config("quick", [*CONSTANT_LR,
+                                  "model.ngf=4", "data.image_size=8", "noise.num_levels=3",
                                   "train.learning_rate=3e-3", f"train.objective={objective}"])
     model = compile_model(build_model(config), config.train)
     data = _small_images()
@@ -124,7 +128,8 @@ def test_heldout_of_an_ssm_model_is_the_dsm_loss_plus_its_own_objective():
     from keras_ncsn.losses import annealed_ssm_per_sample, random_projections
     from keras_ncsn.training import format_heldout, heldout_loss
 
-    config = get_config("quick", ["model.ngf=2", "data.image_size=4", "noise.num_levels=2",
+    config = get_config("quick", [*CONSTANT_LR,
+                                  "model.ngf=2", "data.image_size=4", "noise.num_levels=2",
                                   "train.objective=ssm"])
     model = build_model(config)
     model.compile(run_eagerly=True)  # no tracing of the double backpropagation
@@ -200,7 +205,8 @@ def test_dsm_is_minimised_by_the_true_perturbed_score():
 
 
 def test_training_lowers_the_loss_and_test_step_splits_levels():
-    config = get_config("quick", ["model.ngf=4", "data.image_size=8", "noise.num_levels=3",
+    config = get_config("quick", [*CONSTANT_LR,
+                                  "model.ngf=4", "data.image_size=8", "noise.num_levels=3",
                                   "train.learning_rate=3e-3"])
     model = compile_model(build_model(config), config.train)
     data = _small_images()
@@ -220,7 +226,8 @@ def test_training_lowers_the_loss_and_test_step_splits_levels():
 def test_mixed_precision_trains_on_cpu(precision):
     """Half-precision compute (float16 with loss scaling) lowers the held-out loss on fixed
     draws as float32 does in `test_training_lowers_the_loss_and_test_step_splits_levels`."""
-    config = get_config("quick", ["model.ngf=4", "data.image_size=8", "noise.num_levels=3",
+    config = get_config("quick", [*CONSTANT_LR,
+                                  "model.ngf=4", "data.image_size=8", "noise.num_levels=3",
                                   "train.learning_rate=3e-3", f"train.precision={precision}",
                                   "train.clip_norm=1"])
     try:
@@ -249,7 +256,8 @@ def test_mixed_bfloat16_reaches_the_float32_held_out_loss(tmp_path):
     losses = {}
     for precision in ("float32", "mixed_bfloat16"):
         config = get_config("quick", [
-            "model.ngf=8", "data.image_size=8", "data.center_crop=28", "train.steps=300",
+            *CONSTANT_LR, "model.ngf=8", "data.image_size=8", "data.center_crop=28",
+            "train.steps=300",
             "train.batch_size=32", "train.eval_draws=8", "train.checkpoint_every=300",
             f"train.precision={precision}"])
         try:
