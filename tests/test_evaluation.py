@@ -258,11 +258,11 @@ def test_evaluate_a_tiny_run_and_the_real_floor(tmp_path, capsys):
     code, _, err = _evaluate(capsys, run, "--num-samples", "4", "--set",
                              "sample.steps_per_level=3", "--out", str(tmp_path / "eval3"))
     assert code == 0, err
-    assert _check_report(str(tmp_path / "eval3"), 4)["sampler"]["steps_per_level"] == 3
+    assert _check_report(str(tmp_path / "eval3"), 4, run)["sampler"]["steps_per_level"] == 3
     code, _, err = _evaluate(capsys, run, "--num-samples", "4", "--no-ema", "--out",
                              str(tmp_path / "raw"))
     assert code == 0, err
-    raw = _check_report(str(tmp_path / "raw"), 4)
+    raw = _check_report(str(tmp_path / "raw"), 4, run)
     assert raw["ema"] is False and found["ema"] is True
     assert "raw (not EMA) weights" in open(tmp_path / "raw" / "report.md").read()
     code, _, err = _evaluate(capsys, run, "--set", "train.steps=3")
