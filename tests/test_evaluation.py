@@ -276,7 +276,9 @@ def test_evaluate_the_shipped_export(tmp_path, capsys):
     assert code == 0, err
     found = _check_report(out, 4, SHIPPED)
     assert found["kind"] == "export" and "heldout_loss" not in found
-    assert found["real_data"]["test_images"] == 10_000  # the MNIST test split
+    # FID's reference is the model's eval split, capped at the export's data.eval_images.
+    with open(os.path.join(SHIPPED, "config.json")) as f:
+        assert found["real_data"]["test_images"] == json.load(f)["data"]["eval_images"]
 
 
 @pytest.mark.parametrize("args, words", [
