@@ -176,6 +176,7 @@ def case_sampler(size: str, quick: bool, **_) -> Result:
     import tensorflow as tf
 
     from keras_ncsn.model import build_model
+    from keras_ncsn.noise import langevin_update
     from keras_ncsn.sampling import sample_options
 
     config = _config(size)
@@ -193,8 +194,9 @@ def case_sampler(size: str, quick: bool, **_) -> Result:
         x = x0
         for k in range(count):
             level = k // per_level
-            x = (x + float(sampler.drift[level]) * score_fn(x, tf.fill([images], level))
-                 + float(sampler.noise_std[level]) * noise[k])
+            x = langevin_update(x, score_fn(x, tf.fill([images], level)),
+                                float(sampler.drift[level]), float(sampler.noise_std[level]),
+                                noise[k])
         return x.numpy()
 
     loop = sampler.compiled_loop()

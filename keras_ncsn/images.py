@@ -84,3 +84,28 @@ def save_gif(snapshots: Array, path: str, ncol: int | None = None, padding: int 
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
                        duration=durations, loop=0)
     return path
+
+
+def load_mask_png(path: str, size) -> np.ndarray:
+    """[H, W, 1] inpainting mask from an image file: white (grey >= 0.5) = observed, black =
+    missing (`keras_ncsn.masks`). The file must already be `size` (an int or (H, W)); it is
+    not resized, since that would move the edges. ConfigError otherwise."""
+    import os
+
+    from PIL import UnidentifiedImageError
+
+    from keras_ncsn.errors import ConfigError
+    from keras_ncsn.masks import mask_size
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"no mask file at {path}")
+    try:
+        with Image.open(path) as image:
+            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        raise ConfigError(f"cannot read mask image {path}: {e}") from None
+    height, width = mask_size(size)
+    if grey.shape != (height, width):
+        raise ConfigError(f"mask image {path} is {grey.shape[1]}x{grey.shape[0]} (WxH), "
+                          f"expected {width}x{height}")
+    return (grey >= 0.5).astype(np.float32)[..., None]

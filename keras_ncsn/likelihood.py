@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from keras_ncsn.errors import ConfigError, DataError
 from keras_ncsn.losses import dsm_from_score, perturbed_score
-from keras_ncsn.noise import check_sigmas
+from keras_ncsn.noise import check_sigmas, denoise_update
 
 ScoreFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 DECODERS = ("discretized", "gaussian")
@@ -106,7 +106,7 @@ def level_terms(score_fn: ScoreFn, x: tf.Tensor, target: tf.Tensor, sigmas: np.n
     sigma, perturbed, score = perturbed_score(score_fn, x, tf.constant(sigmas, tf.float32),
                                               levels, noise)
     kl = tf.gather(weights, levels) * tf.cast(dsm_from_score(score, sigma, noise), tf.float64)
-    nll = decoder_nll(target, perturbed + tf.square(sigma) * score, decoder_scale, decoder)
+    nll = decoder_nll(target, denoise_update(perturbed, score, sigma), decoder_scale, decoder)
     return tf.where(tf.equal(levels, last), nll, kl)
 
 
@@ -226,7 +226,7 @@ def fit_decoder_scale(score_fn: ScoreFn, sigmas: np.ndarray, images: np.ndarray,
     def denoised(x, noise):
         levels = tf.fill([tf.shape(x)[0]], last)
         sigma, perturbed, score = perturbed_score(score_fn, x, sigmas32, levels, noise)
-        return perturbed + tf.square(sigma) * score
+        return denoise_update(perturbed, score, sigma)
 
     means, targets = [], []
     for start in range(0, len(data), batch):

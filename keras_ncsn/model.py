@@ -17,7 +17,8 @@ from keras_ncsn.layers import (ConditionalInstanceNormPlus, ConditionalResidualB
                                RefineBlock, conv2d)
 from keras_ncsn.losses import annealed_ssm_per_sample, dsm_per_sample, random_projections
 from keras_ncsn.noise import get_sigmas
-from keras_ncsn.sampling import LangevinSampler, check_images
+from keras_ncsn.masks import check_images
+from keras_ncsn.sampling import LangevinSampler
 
 
 _SEED_STATE = "seed_generator_state"  # its key among the model's own variables in a checkpoint

@@ -1,6 +1,7 @@
-"""Noise levels: the sigma table sigma_1 > ... > sigma_L shared by training and sampling, and
-the Langevin step sizes per level. NumPy only (no TensorFlow), so that the ONNX Runtime sampler
-(`keras_ncsn.onnx_runtime`) uses the same conventions."""
+"""Noise levels: the sigma table sigma_1 > ... > sigma_L shared by training and sampling, the
+Langevin step sizes per level and the Langevin update itself. NumPy only (no TensorFlow), so
+that the ONNX Runtime sampler (`keras_ncsn.onnx_runtime`) uses the same conventions and the
+same update as the TensorFlow loop (`keras_ncsn.sampling`) and the benchmark."""
 
 from __future__ import annotations
 
@@ -49,6 +50,23 @@ def step_sizes(sigmas: Sequence[float], step_size: float,
     if convention == "paper":
         return alpha / 2, np.sqrt(alpha)
     return alpha, np.sqrt(2 * alpha)
+
+
+def langevin_update(x, score, drift, noise_std=0.0, z=0.0):
+    """One step x + drift * score + noise_std * z: the only place the update is written.
+
+    `drift` and `noise_std` are a level's entries of `step_sizes` (annealed and plain
+    Langevin) or `ancestral_steps`; `z` is standard normal. Without noise it is the
+    denoising step x + sigma_L^2 s(x, sigma_L) (`denoise_update`). Plain arithmetic, so
+    the same function runs on TensorFlow tensors inside the compiled loop and on NumPy
+    arrays in the ONNX Runtime sampler; every runtime follows it on the same noise.
+    """
+    return x + drift * score + noise_std * z
+
+
+def denoise_update(x, score, sigma_last):
+    """NCSNv2's final noiseless step x + sigma_L^2 s(x, sigma_L) (Tweedie's denoiser)."""
+    return langevin_update(x, score, sigma_last ** 2)
 
 
 def ancestral_steps(sigmas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

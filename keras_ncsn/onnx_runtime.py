@@ -24,7 +24,7 @@ import numpy as np
 
 from keras_ncsn.config import Config, load_config
 from keras_ncsn.errors import ConfigError, ExportError
-from keras_ncsn.noise import get_sigmas, step_sizes
+from keras_ncsn.noise import denoise_update, get_sigmas, langevin_update, step_sizes
 
 CONFIG_FILE = "config.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -184,10 +184,11 @@ class OnnxExport:
                 "x": x, "noise": noise, "first_level": np.array(first_level, np.int32)})[0]
         for j, z in enumerate(noise):
             level = first_level + j // T
-            x = x + self.drift[level] * self.score(x, level) + self.noise_std[level] * z
+            x = langevin_update(x, self.score(x, level), self.drift[level],
+                                self.noise_std[level], z)
         if first_level + levels == self.num_levels:
             if self.config.sample.denoise:  # one noiseless step at sigma_L
-                x = x + np.float32(self.sigmas[-1] ** 2) * self.score(x, self.num_levels - 1)
+                x = denoise_update(x, self.score(x, self.num_levels - 1), float(self.sigmas[-1]))
             if self.config.sample.clip:
                 x = np.clip(x, 0.0, 1.0)
         return x

@@ -22,7 +22,6 @@ between device types.
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -31,15 +30,15 @@ from tqdm.auto import tqdm
 
 from keras_ncsn.config import INITS, METHODS, SampleConfig
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.noise import ancestral_steps, check_sigmas, step_sizes
+from keras_ncsn.masks import broadcast_mask, check_images
+from keras_ncsn.noise import (ancestral_steps, check_sigmas, denoise_update, langevin_update,
+                              step_sizes)
 
 ScoreFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-Size = Union[int, Sequence[int]]
 
 _RNG_ALG = "philox"  # fixed, so that "auto_select" cannot change the numbers per device
 # Independent random streams derived from one user seed.
 _INIT_STREAM, _STEP_STREAM, _OBSERVED_STREAM = 0, 1, 2
-HALF_SIDES = ("top", "bottom", "left", "right")
 
 
 def _key(seed: tf.Tensor, stream: int, counter: tf.Tensor) -> tf.Tensor:
@@ -67,6 +66,30 @@ def _level_range(levels: Sequence[int]) -> tuple[int, int]:
     return int(levels[0]), int(levels[1])
 
 
+def _batch(x) -> tf.Tensor:
+    """x as a float32 tensor; ConfigError unless [batch, height, width, channels]."""
+    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    if x.shape.rank != 4:
+        raise ConfigError(f"x must be a [batch, height, width, channels] batch, "
+                          f"got shape {x.shape}")
+    return x
+
+
+def _check_counts(init: str, steps_per_level: int, snapshot_every: int,
+                  num_levels: int) -> tuple[int, int]:
+    """(steps_per_level, snapshot_every) as ints; ConfigError for an unknown init, fewer
+    than one step per level, or snapshots spaced outside [0, levels x steps]."""
+    if init not in INITS:
+        raise ConfigError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    if int(steps_per_level) != steps_per_level or steps_per_level < 1:
+        raise ConfigError(f"the number of steps must be an integer >= 1, got {steps_per_level}")
+    num_steps = num_levels * int(steps_per_level)
+    if int(snapshot_every) < 0 or int(snapshot_every) > num_steps:
+        raise ConfigError(f"snapshot_every must be in [0, {num_steps}] (the number of steps; "
+                          f"0 turns snapshots off), got {snapshot_every}")
+    return int(steps_per_level), int(snapshot_every)
+
+
 class LangevinSampler:
     """Langevin dynamics over a schedule of noise levels, run as one compiled while loop.
 
@@ -80,46 +103,22 @@ class LangevinSampler:
                  drift: np.ndarray, noise_std: np.ndarray, *, steps_per_level: int,
                  init: str, denoise: bool, clip: bool, jit_compile: bool,
                  snapshot_every: int) -> None:
-        if init not in INITS:
-            raise ConfigError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-        if int(steps_per_level) != steps_per_level or steps_per_level < 1:
-            raise ConfigError(f"the number of steps must be an integer >= 1, "
-                              f"got {steps_per_level}")
         self.score_fn = score_fn
         self.sigmas = check_sigmas(sigmas)
         self.level_ids = np.asarray(level_ids, dtype=np.int32)
         self.drift = np.asarray(drift, dtype=np.float32)
         self.noise_std = np.asarray(noise_std, dtype=np.float32)
-        self.steps_per_level = int(steps_per_level)
-        self.init = init
-        self.denoise = bool(denoise)
-        self.clip = bool(clip)
+        self.steps_per_level, self.snapshot_every = _check_counts(
+            init, steps_per_level, snapshot_every, len(self.sigmas))
+        self.init, self.denoise, self.clip = init, bool(denoise), bool(clip)
         self.jit_compile = bool(jit_compile)
-        self.snapshot_every = int(snapshot_every)
-        if self.snapshot_every < 0 or self.snapshot_every > self.num_steps:
-            raise ConfigError(f"snapshot_every must be in [0, {self.num_steps}] (the number "
-                              f"of steps; 0 turns snapshots off), got {snapshot_every}")
         self._functions: dict[str, tf.types.experimental.PolymorphicFunction] = {}
 
     @staticmethod
     def from_config(score_fn: ScoreFn, sigmas: Sequence[float],
                     sample_config: SampleConfig, **overrides) -> "LangevinSampler":
-        """The sampler `sample_config.method` names (`AnnealedLangevin` or
-        `AncestralSampler`), with its `sample_options` replaced by keyword `overrides`."""
-        options = sample_options(sample_config)
-        unknown = set(overrides) - set(options) - {"snapshot_every"}
-        if unknown:
-            raise ConfigError(f"unknown sampler option(s): {', '.join(sorted(unknown))}; "
-                              f"options are {', '.join(options)}, snapshot_every")
-        options = {**options, **overrides}
-        method = options.pop("method")
-        if method == "annealed_langevin":
-            return AnnealedLangevin(score_fn, sigmas, **options)
-        if method == "ancestral":
-            return AncestralSampler(score_fn, sigmas, clip=options["clip"],
-                                    jit_compile=options["jit_compile"],
-                                    snapshot_every=options.get("snapshot_every", 0))
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        """`sampler_from_config`: the sampler `sample_config.method` names."""
+        return sampler_from_config(score_fn, sigmas, sample_config, **overrides)
 
     @property
     def num_levels(self) -> int:
@@ -147,9 +146,9 @@ class LangevinSampler:
     def initial(self, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """`init_state` for a shape tensor and without checks, for traced functions."""
         key = _key(seed, _INIT_STREAM, tf.constant(0))
-        if self.init == "uniform":
-            return tf.random.stateless_uniform(shape, key, alg=_RNG_ALG)
-        return float(self.sigmas[0]) * tf.random.stateless_normal(shape, key, alg=_RNG_ALG)
+        if self.init == "gaussian":
+            return float(self.sigmas[0]) * tf.random.stateless_normal(shape, key, alg=_RNG_ALG)
+        return tf.random.stateless_uniform(shape, key, alg=_RNG_ALG)
 
     def inpainting_initial(self, observed: tf.Tensor, mask: tf.Tensor,
                            seed: tf.Tensor) -> tf.Tensor:
@@ -179,10 +178,7 @@ class LangevinSampler:
                 isinstance(d, (int, np.integer)) for d in x_or_shape):
             x = self.init_state(x_or_shape, seed)
         else:
-            x = tf.convert_to_tensor(x_or_shape, dtype=tf.float32)
-            if x.shape.rank != 4:
-                raise ConfigError(f"x must be a [batch, height, width, channels] batch, "
-                                  f"got shape {x.shape}")
+            x = _batch(x_or_shape)
         return self._run(x, seed, levels, progress=progress)
 
     def inpaint(self, images: Union[np.ndarray, tf.Tensor], mask: Union[np.ndarray, tf.Tensor],
@@ -197,19 +193,16 @@ class LangevinSampler:
         back exactly. `x`, `levels` and `progress` work as in `__call__` (x = the previous
         call's result).
         """
-        observed = check_images(images)
-        mask = broadcast_mask(mask, observed.shape)
-        if x is None:
-            x = self.inpainting_initial(tf.constant(observed), tf.constant(mask),
-                                        _seed_tensor(seed))
-        return self._run(tf.convert_to_tensor(x, tf.float32), seed, levels,
-                         (tf.constant(observed), tf.constant(mask)), progress)
+        observed = tf.constant(check_images(images))
+        mask = tf.constant(broadcast_mask(mask, observed.shape))
+        x = self.inpainting_initial(observed, mask, _seed_tensor(seed)) if x is None else x
+        return self._run(_batch(x), seed, levels, (observed, mask), progress)
 
     def compiled_loop(self, inpainting: bool = False) -> tf.types.experimental.PolymorphicFunction:
         """The cached tf.function (x, seed, start, stop[, observed, mask]) -> x[, snapshots]."""
         name = "inpaint" if inpainting else "sample"
         if name not in self._functions:
-            self._functions[name] = self._build(inpainting)
+            self._functions[name] = _drawn_noise_function(self, inpainting)
         return self._functions[name]
 
     def given_noise_loop(self) -> tf.types.experimental.PolymorphicFunction:
@@ -223,17 +216,7 @@ class LangevinSampler:
         a seed's). Never XLA-compiled.
         """
         if "given_noise" not in self._functions:
-            T = self.steps_per_level
-
-            def run(x, noise, first):
-                return self._loop(x, first, first + tf.shape(noise)[0] // T,
-                                  lambda stream, k: tf.gather(noise, k - first * T))
-
-            self._functions["given_noise"] = tf.function(
-                run, autograph=False, input_signature=[
-                    tf.TensorSpec([None] * 4, tf.float32, name="x"),
-                    tf.TensorSpec([None] * 5, tf.float32, name="noise"),
-                    tf.TensorSpec([], tf.int32, name="first_level")])
+            self._functions["given_noise"] = _given_noise_function(self)
         return self._functions["given_noise"]
 
     def _run(self, x: tf.Tensor, seed: Union[int, tf.Tensor], levels: tuple[int, int] | None,
@@ -244,8 +227,7 @@ class LangevinSampler:
                               f"got {levels}")
         function, seed = self.compiled_loop(inpainting is not None), _seed_tensor(seed)
         T, every = self.steps_per_level, self.snapshot_every
-        spans = [(level, level + 1) for level in range(start, stop)] if progress else \
-            [(start, stop)]
+        spans = [(i, i + 1) for i in range(start, stop)] if progress else [(start, stop)]
         snapshots = []
         with tqdm(spans, desc="noise levels", unit="level", disable=not progress,
                   dynamic_ncols=True) as bar:
@@ -257,72 +239,113 @@ class LangevinSampler:
                     snapshots.append(taken[first * T // every: last * T // every])
         return (x, tf.concat(snapshots, 0)) if every else x
 
-    def _build(self, inpainting: bool) -> tf.types.experimental.PolymorphicFunction:
-        """Traces the sampling loop once; shapes are dynamic so new batch sizes do not retrace."""
-        image = tf.TensorSpec([None, None, None, None], tf.float32)
-        signature = [image, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32),
-                     tf.TensorSpec([], tf.int32)] + ([image, image] if inpainting else [])
 
-        def run(x, seed, start, stop, observed=None, mask=None):
-            return self._loop(x, start, stop,
-                              lambda stream, k: _normal(tf.shape(x), seed, stream, k),
-                              observed, mask)
+class _TracedLoop:
+    """Levels start..stop-1 of `sampler` inside a traced function: `step`, `snapshot` and
+    `finish` are the pieces of the while loop that `run` assembles.
 
-        return tf.function(run, input_signature=signature, jit_compile=self.jit_compile,
-                           autograph=False)
+    `draw(stream, counter)` gives standard normal noise (stateless draws, or the given
+    noise of `given_noise_loop`); inpainting when `observed` and `mask` are given.
+    """
 
-    def _loop(self, x: tf.Tensor, start: tf.Tensor, stop: tf.Tensor,
-              draw: Callable[[int, tf.Tensor], tf.Tensor], observed: tf.Tensor | None = None,
-              mask: tf.Tensor | None = None):
-        """Levels start..stop-1 from x inside a traced function, with standard normal noise
-        `draw(stream, counter)`; inpainting when `observed` and `mask` are given."""
-        T, every, num_snapshots = self.steps_per_level, self.snapshot_every, self.num_snapshots
-        inpainting = observed is not None
-        shape, batch = tf.shape(x), tf.shape(x)[0]
-        level_ids = tf.constant(self.level_ids)
-        sigmas = tf.constant(self.sigmas, tf.float32)
-        drift, noise_std = tf.constant(self.drift), tf.constant(self.noise_std)
+    def __init__(self, sampler: LangevinSampler, x: tf.Tensor,
+                 draw: Callable[[int, tf.Tensor], tf.Tensor],
+                 observed: tf.Tensor | None = None, mask: tf.Tensor | None = None) -> None:
+        self.sampler, self.draw, self.observed, self.mask = sampler, draw, observed, mask
+        self.shape, self.batch = tf.shape(x), tf.shape(x)[0]
+        self.level_ids = tf.constant(sampler.level_ids)
+        self.sigmas = tf.constant(sampler.sigmas, tf.float32)
+        self.drift, self.noise_std = tf.constant(sampler.drift), tf.constant(sampler.noise_std)
 
-        def score(x, level):
-            ids = tf.fill([batch], tf.gather(level_ids, level))
-            return tf.cast(self.score_fn(x, ids), tf.float32)
+    def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
+        """The score at schedule level `level` for the whole batch, in float32."""
+        ids = tf.fill([self.batch], tf.gather(self.level_ids, level))
+        return tf.cast(self.sampler.score_fn(x, ids), tf.float32)
 
-        def step(k, x, *snapshots):
-            level = k // T
-            if inpainting:
-                # y + sigma_i z, redrawn from the level's key at every step instead of
-                # carried as loop state: it stays fixed within a level and a call starting
-                # at any level reproduces it. Set before the step as well as after it (the
-                # authors' code), so a level's first step sees this level's noise.
-                noisy = observed + tf.gather(sigmas, level) * draw(_OBSERVED_STREAM, level)
-                x = tf.where(mask > 0.5, noisy, x)
-            z = draw(_STEP_STREAM, k)
-            x = x + tf.gather(drift, level) * score(x, level) + tf.gather(noise_std, level) * z
-            if inpainting:
-                x = tf.where(mask > 0.5, noisy, x)
-            if num_snapshots:
-                slot = (k + 1) // every - 1
-                snapshots = (tf.cond(
-                    (k + 1) % every == 0,
-                    lambda: tf.tensor_scatter_nd_update(snapshots[0], [[slot]], [x]),
-                    lambda: snapshots[0]),)
-            return (k + 1, x, *snapshots)
+    def _observe(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
+        """Inpainting: the observed pixels replaced by y + sigma_i z, redrawn from the
+        level's key at every step instead of carried as loop state, so it stays fixed
+        within a level and a call starting at any level reproduces it."""
+        noisy = self.observed + tf.gather(self.sigmas, level) * self.draw(_OBSERVED_STREAM, level)
+        return tf.where(self.mask > 0.5, noisy, x)
 
-        def finish(x):
-            if self.denoise:  # NCSNv2: one noiseless step at sigma_L
-                x = x + float(self.sigmas[-1]) ** 2 * score(x, self.num_levels - 1)
-            if inpainting:
-                x = tf.where(mask > 0.5, observed, x)
-            if self.clip:
-                x = tf.clip_by_value(x, 0.0, 1.0)
-            return x
+    def step(self, k: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+        """Langevin step k of the run (level k // T) by `noise.langevin_update`."""
+        level = k // self.sampler.steps_per_level
+        if self.observed is not None:
+            # Before the step as well as after it (the authors' code), so that a level's
+            # first step sees this level's noise.
+            x = self._observe(x, level)
+        x = langevin_update(x, self.score(x, level), tf.gather(self.drift, level),
+                            tf.gather(self.noise_std, level), self.draw(_STEP_STREAM, k))
+        return self._observe(x, level) if self.observed is not None else x
+
+    def snapshot(self, k: tf.Tensor, x: tf.Tensor, snapshots: tf.Tensor) -> tf.Tensor:
+        """`snapshots` with x in its slot when step k ends a `snapshot_every` stretch."""
+        every = self.sampler.snapshot_every
+        slot = (k + 1) // every - 1
+        return tf.cond((k + 1) % every == 0,
+                       lambda: tf.tensor_scatter_nd_update(snapshots, [[slot]], [x]),
+                       lambda: snapshots)
+
+    def finish(self, x: tf.Tensor) -> tf.Tensor:
+        """After the last level: denoising, observed pixels restored exactly, clipping."""
+        sampler = self.sampler
+        if sampler.denoise:  # NCSNv2: one noiseless step at sigma_L
+            x = denoise_update(x, self.score(x, sampler.num_levels - 1),
+                               float(sampler.sigmas[-1]))
+        if self.observed is not None:
+            x = tf.where(self.mask > 0.5, self.observed, x)
+        if sampler.clip:
+            x = tf.clip_by_value(x, 0.0, 1.0)
+        return x
+
+    def run(self, x: tf.Tensor, start: tf.Tensor, stop: tf.Tensor):
+        """x after levels start..stop-1 (finished when stop is the last level), and the
+        snapshots [num_snapshots, B, H, W, C] when the sampler takes them."""
+        T, count = self.sampler.steps_per_level, self.sampler.num_snapshots
+
+        def body(k, x, *snapshots):
+            x = self.step(k, x)
+            return (k + 1, x, *((self.snapshot(k, x, snapshots[0]),) if count else ()))
 
         state = (start * T, x)
-        if num_snapshots:
-            state += (tf.zeros(tf.concat([[num_snapshots], shape], 0)),)
-        _, x, *snapshots = tf.while_loop(lambda k, *_: k < stop * T, step, state)
-        x = tf.cond(stop >= self.num_levels, lambda: finish(x), lambda: x)
-        return (x, snapshots[0]) if num_snapshots else x
+        if count:
+            state += (tf.zeros(tf.concat([[count], self.shape], 0)),)
+        _, x, *snapshots = tf.while_loop(lambda k, *_: k < stop * T, body, state)
+        x = tf.cond(stop >= self.sampler.num_levels, lambda: self.finish(x), lambda: x)
+        return (x, snapshots[0]) if count else x
+
+
+def _drawn_noise_function(sampler: LangevinSampler, inpainting: bool
+                          ) -> tf.types.experimental.PolymorphicFunction:
+    """`sampler.compiled_loop`: (x, seed, start, stop[, observed, mask]) -> x[, snapshots],
+    traced once; shapes are dynamic so new batch sizes do not retrace."""
+    image = tf.TensorSpec([None, None, None, None], tf.float32)
+    signature = [image, tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32),
+                 tf.TensorSpec([], tf.int32)] + ([image, image] if inpainting else [])
+
+    def run(x, seed, start, stop, observed=None, mask=None):
+        draw = lambda stream, k: _normal(tf.shape(x), seed, stream, k)  # noqa: E731
+        return _TracedLoop(sampler, x, draw, observed, mask).run(x, start, stop)
+
+    return tf.function(run, input_signature=signature, jit_compile=sampler.jit_compile,
+                       autograph=False)
+
+
+def _given_noise_function(sampler: LangevinSampler
+                          ) -> tf.types.experimental.PolymorphicFunction:
+    """`sampler.given_noise_loop`: (x, noise, first_level) -> x[, snapshots], never XLA."""
+    T = sampler.steps_per_level
+
+    def run(x, noise, first):
+        loop = _TracedLoop(sampler, x, lambda stream, k: tf.gather(noise, k - first * T))
+        return loop.run(x, first, first + tf.shape(noise)[0] // T)
+
+    return tf.function(run, autograph=False, input_signature=[
+        tf.TensorSpec([None] * 4, tf.float32, name="x"),
+        tf.TensorSpec([None] * 5, tf.float32, name="noise"),
+        tf.TensorSpec([], tf.int32, name="first_level")])
 
 
 class AnnealedLangevin(LangevinSampler):
@@ -355,6 +378,26 @@ class AncestralSampler(LangevinSampler):
         super().__init__(score_fn, sigmas, np.arange(len(drift)), drift, noise_std,
                          steps_per_level=1, init="gaussian", denoise=False, clip=clip,
                          jit_compile=jit_compile, snapshot_every=snapshot_every)
+
+
+def sampler_from_config(score_fn: ScoreFn, sigmas: Sequence[float],
+                        sample_config: SampleConfig, **overrides) -> "LangevinSampler":
+    """The sampler `sample_config.method` names (`AnnealedLangevin` or
+    `AncestralSampler`), with its `sample_options` replaced by keyword `overrides`."""
+    options = sample_options(sample_config)
+    unknown = set(overrides) - set(options) - {"snapshot_every"}
+    if unknown:
+        raise ConfigError(f"unknown sampler option(s): {', '.join(sorted(unknown))}; "
+                          f"options are {', '.join(options)}, snapshot_every")
+    options = {**options, **overrides}
+    method = options.pop("method")
+    if method == "annealed_langevin":
+        return AnnealedLangevin(score_fn, sigmas, **options)
+    if method == "ancestral":
+        return AncestralSampler(score_fn, sigmas, clip=options["clip"],
+                                jit_compile=options["jit_compile"],
+                                snapshot_every=options.get("snapshot_every", 0))
+    raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 def sample_options(sample_config: SampleConfig) -> dict[str, object]:
@@ -397,105 +440,3 @@ class PlainLangevin(LangevinSampler):
         super().__init__(score_fn, [sigma], [level_index], drift, noise_std,
                          steps_per_level=steps, init=init, denoise=denoise, clip=clip,
                          jit_compile=jit_compile, snapshot_every=snapshot_every)
-
-
-def check_images(images: Union[np.ndarray, tf.Tensor]) -> np.ndarray:
-    """Images to inpaint as float32 [B, H, W, C], or ConfigError unless finite and in [0, 1]."""
-    array = np.asarray(images, dtype=np.float32)
-    if array.ndim != 4:
-        raise ConfigError(f"images must be [batch, height, width, channels], "
-                          f"got shape {array.shape}")
-    if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
-        raise ConfigError("images must be finite and in [0, 1]")
-    return array
-
-
-def broadcast_mask(mask: Union[np.ndarray, tf.Tensor], image_shape: Sequence[int]) -> np.ndarray:
-    """A binary mask (1 = observed) broadcast to `image_shape` [B, H, W, C] as float32.
-
-    Accepts [B,H,W,C], [B,H,W,1], [H,W,C], [H,W,1] or [H,W]; anything else, or values
-    other than 0 and 1, is a ConfigError.
-    """
-    array = np.asarray(mask)
-    image_shape = tuple(int(d) for d in image_shape)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim == 3:
-        array = array[None]
-    try:
-        if array.ndim != 4 or np.broadcast_shapes(array.shape, image_shape) != image_shape:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"mask of shape {np.shape(mask)} does not fit images of shape "
-                          f"{image_shape}; use [B,H,W,C], [B,H,W,1], [H,W,C], [H,W,1] or "
-                          f"[H,W]") from None
-    if not np.all((array == 0) | (array == 1)):
-        raise ConfigError("mask must be binary: 1 = observed pixel, 0 = pixel to inpaint")
-    return np.broadcast_to(array.astype(np.float32), image_shape).copy()
-
-
-def _size(size: Size) -> tuple[int, int]:
-    height, width = (size, size) if np.isscalar(size) else size
-    if int(height) < 1 or int(width) < 1:
-        raise ConfigError(f"mask size must be positive, got {size}")
-    return int(height), int(width)
-
-
-def half_mask(size: Size, side: str) -> np.ndarray:
-    """[H, W, 1] mask whose `side` half ("top", "bottom", "left", "right") is MISSING (0).
-
-    E.g. half_mask(28, "bottom") keeps the top half observed and inpaints the bottom.
-    For odd sizes the missing half is the smaller one (size // 2 rows or columns).
-    """
-    if side not in HALF_SIDES:
-        raise ConfigError(f"side must be one of {', '.join(HALF_SIDES)}, got {side!r}")
-    height, width = _size(size)
-    mask = np.ones((height, width, 1), np.float32)
-    rows, cols = height // 2, width // 2
-    region = {"top": np.s_[:rows], "bottom": np.s_[height - rows:],
-              "left": np.s_[:, :cols], "right": np.s_[:, width - cols:]}[side]
-    mask[region] = 0
-    return mask
-
-
-def center_square_mask(size: Size, square: int) -> np.ndarray:
-    """[H, W, 1] mask with a centred `square` x `square` block MISSING (0)."""
-    height, width = _size(size)
-    if not 1 <= square <= min(height, width):
-        raise ConfigError(f"square must be in [1, {min(height, width)}], got {square}")
-    top, left = (height - square) // 2, (width - square) // 2
-    mask = np.ones((height, width, 1), np.float32)
-    mask[top:top + square, left:left + square] = 0
-    return mask
-
-
-def random_pixel_mask(size: Size, fraction_observed: float, seed: int = 0) -> np.ndarray:
-    """[H, W, 1] mask observing exactly round(fraction * H * W) pixels chosen by `seed`."""
-    if not 0 <= fraction_observed <= 1:
-        raise ConfigError(f"fraction_observed must be in [0, 1], got {fraction_observed}")
-    height, width = _size(size)
-    count = int(round(fraction_observed * height * width))
-    flat = np.zeros(height * width, np.float32)
-    flat[np.random.default_rng(seed).permutation(height * width)[:count]] = 1
-    return flat.reshape(height, width, 1)
-
-
-def load_mask_png(path: str, size: Size) -> np.ndarray:
-    """[H, W, 1] mask from an image file: white (grey >= 0.5) = observed, black = missing.
-
-    The file must already be `size`; it is not resized, since that would move the edges.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not os.path.isfile(path):
-        raise ConfigError(f"no mask file at {path}")
-    try:
-        with Image.open(path) as image:
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
-        raise ConfigError(f"cannot read mask image {path}: {e}") from None
-    height, width = _size(size)
-    if grey.shape != (height, width):
-        raise ConfigError(f"mask image {path} is {grey.shape[1]}x{grey.shape[0]} (WxH), "
-                          f"expected {width}x{height}")
-    return (grey >= 0.5).astype(np.float32)[..., None]

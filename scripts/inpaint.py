@@ -74,8 +74,8 @@ def check_mask_name(name: str) -> None:
 
 def build_mask(name: str, size: int, seed: int) -> np.ndarray:
     """The [H, W, 1] mask (1 = observed) named by --mask."""
-    from keras_ncsn.sampling import (center_square_mask, half_mask, load_mask_png,
-                                     random_pixel_mask)
+    from keras_ncsn.images import load_mask_png
+    from keras_ncsn.masks import center_square_mask, half_mask, random_pixel_mask
 
     if name in HALF_MASKS:
         return half_mask(size, name)

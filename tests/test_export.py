@@ -24,7 +24,8 @@ from keras_ncsn.config import get_config
 from keras_ncsn.errors import ConfigError, ExportError
 from keras_ncsn.export import load_export, training_command
 from keras_ncsn.onnx_runtime import REQUIRED_FILES, OnnxExport
-from keras_ncsn.sampling import center_square_mask, half_mask, sample_options
+from keras_ncsn.masks import center_square_mask, half_mask
+from keras_ncsn.sampling import sample_options
 from keras_ncsn.training import load_run
 
 export_script, onnx_sample = load_script("export"), load_script("onnx_sample")

@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import TINY, load_script, train_run
 from keras_ncsn.data import load_images
 from keras_ncsn.config import load_config
-from keras_ncsn.sampling import random_pixel_mask
+from keras_ncsn.masks import random_pixel_mask
 
 sample, inpaint = load_script("sample"), load_script("inpaint")
 GRID_PIXELS = 2 + 2 * (28 + 2)  # 4 images of 28x28 in 2 columns, 2-pixel padding

@@ -10,9 +10,10 @@ from PIL import Image
 
 from keras_ncsn.config import SampleConfig
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.sampling import (AnnealedLangevin, LangevinSampler, PlainLangevin,
-                                 broadcast_mask, center_square_mask, half_mask, load_mask_png,
-                                 random_pixel_mask, step_sizes)
+from keras_ncsn.images import load_mask_png
+from keras_ncsn.masks import broadcast_mask, center_square_mask, half_mask, random_pixel_mask
+from keras_ncsn.noise import denoise_update, langevin_update, step_sizes
+from keras_ncsn.sampling import AncestralSampler, AnnealedLangevin, LangevinSampler, PlainLangevin
 
 SIGMAS = np.exp(np.linspace(np.log(1.0), np.log(0.01), 10))  # the paper's table
 MU, STD = 0.5, 0.15
@@ -367,3 +368,31 @@ def test_png_mask_round_trip(tmp_path):
     (tmp_path / "junk.png").write_text("not an image")
     with pytest.raises(ConfigError, match="cannot read"):
         load_mask_png(str(tmp_path / "junk.png"), 8)
+
+
+def test_langevin_update_is_the_step_of_every_runtime_on_the_same_noise():
+    """noise.langevin_update is plain arithmetic: the same on NumPy arrays and tensors, and the
+    compiled loop (annealed and ancestral, denoised) is it applied step by step in NumPy."""
+    rng = np.random.default_rng(0)
+    x, score, z = (rng.standard_normal((2, 3, 3, 1)).astype(np.float32) for _ in range(3))
+    on_numpy = langevin_update(x, score, np.float32(0.3), np.float32(0.7), z)
+    on_tf = langevin_update(tf.constant(x), tf.constant(score), tf.constant(0.3),
+                            tf.constant(0.7), tf.constant(z)).numpy()
+    np.testing.assert_allclose(on_numpy, x + 0.3 * score + 0.7 * z, rtol=1e-6)
+    np.testing.assert_allclose(on_tf, on_numpy, rtol=1e-6)
+    assert denoise_update(x, score, 0.5).dtype == np.float32
+
+    score_fn = gaussian_score()
+    for sample in (sampler(denoise=True, steps_per_level=2),
+                   AncestralSampler(score_fn, SIGMAS, clip=False, jit_compile=False)):
+        shape, seed, T = (3, 4, 4, 1), 2, sample.steps_per_level
+        x0 = sample.init_state(shape, seed)
+        noise = [sample.step_noise(shape, seed, k).numpy() for k in range(sample.num_steps)]
+        x = x0.numpy()
+        for k, z in enumerate(noise):
+            level = k // T
+            x = langevin_update(x, score_fn(x, np.full(3, level)).numpy(),
+                                sample.drift[level], sample.noise_std[level], z)
+        if sample.denoise:
+            x = denoise_update(x, score_fn(x, np.full(3, 9)).numpy(), float(SIGMAS[-1]))
+        np.testing.assert_allclose(sample(x0, seed=seed).numpy(), x, atol=1e-5)
