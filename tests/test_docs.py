@@ -198,6 +198,11 @@ def console_scripts() -> dict[str, str]:
         return tomllib.load(f).get("project", {}).get("scripts", {})
 
 
+def _forwards(module) -> bool:
+    """Whether a scripts/ file only forwards to a package module's `main`."""
+    return getattr(getattr(module, "main", None), "__module__", module.__name__) != module.__name__
+
+
 def parser_for(script: str) -> Callable[[list[str]], argparse.Namespace]:
     """The script's `parse_args(argv)`: from scripts/<script>.py, or, when that file only
     forwards to a package module's `main` (the console entry point), from that module; an
@@ -212,11 +217,23 @@ def parser_for(script: str) -> Callable[[list[str]], argparse.Namespace]:
         assert os.path.exists(path), f"no script scripts/{script}.py"
         module = load_script(script)
         function = _parse_function(module)
-        if function is None and hasattr(module, "main"):
+        if function is None and _forwards(module):
             function = _parse_function(importlib.import_module(module.main.__module__))
         assert function is not None, f"scripts/{script}.py has no parse_args or parser to check"
         _PARSERS[script] = function
     return _PARSERS[script]
+
+
+def unused_settings(script: str) -> dict[str, str]:
+    """The --set keys a sampling script refuses as having no effect there (its
+    `UNUSED_SETTINGS`, passed to `override_sample`), wherever its code now lives."""
+    path = os.path.join(REPO, "scripts", f"{script}.py")
+    if not os.path.exists(path):
+        return {}
+    module = load_script(script)
+    if not hasattr(module, "UNUSED_SETTINGS") and _forwards(module):
+        module = importlib.import_module(module.main.__module__)
+    return dict(getattr(module, "UNUSED_SETTINGS", {}))
 
 
 def set_items(argv: list[str]) -> list[str]:
@@ -253,6 +270,11 @@ def check_set_items(command: Command) -> str | None:
         other = [item for item in items if not item.strip().startswith("sample.")]
         if other:
             return f"{command.script}.py's --set takes only sample.KEY=VALUE, got {other}"
+        unused = unused_settings(command.script)
+        refused = [item for item in items if item.partition("=")[0].strip() in unused]
+        if refused:
+            return f"--set {refused[0]}: no effect in {command.script}.py: " \
+                   f"{unused[refused[0].partition('=')[0].strip()]}"
     placeholders = [item for item in items if PLACEHOLDER.search(item.partition("=")[2])]
     try:
         if not placeholders:
@@ -451,6 +473,8 @@ def test_checker_validates_set_keys_with_the_configs_own_override():
     assert check_command(commands[11]) is None          # placeholder value: the key is real
     assert check_command(commands[12]) is None          # checked together, not one by one
     assert "only sample.KEY=VALUE" in check_command(commands[13])
+    grid_every = Command("f.md", 1, "", "sample", ["RUN", "--set", "sample.grid_every=5"])
+    assert "no effect in sample.py" in check_command(grid_every)
     bad_placeholder = Command("f.md", 1, "", "fit", ["--set", "train.no_such=P"])
     assert "unknown config key" in check_set_items(bad_placeholder)
 
@@ -470,3 +494,29 @@ def test_link_checker_reports_missing_files_and_headings(tmp_path):
     assert problems[0].endswith(":2: images/y.png (no such file)")
     assert ":3: other.md#nowhere (no heading #nowhere" in problems[1]
     assert problems[2].endswith(":7: images/z.png (no such file)")
+
+
+def test_parser_is_found_when_the_script_only_forwards_to_a_package_main(monkeypatch):
+    """After the script bodies move into the package, scripts/X.py keeps only
+    `from keras_ncsn.<module> import main`: the parser is looked up in that module."""
+    import types
+
+    package_module = types.ModuleType("fake_ncsn_fit_module")
+    exec("import argparse\n"
+         "def build_parser():\n"
+         "    parser = argparse.ArgumentParser()\n"
+         "    parser.add_argument('--steps', type=int)\n"
+         "    return parser\n"
+         "def main(argv=None):\n"
+         "    return 0\n"
+         "UNUSED_SETTINGS = {'sample.grid_every': 'why'}\n", package_module.__dict__)
+    monkeypatch.setitem(sys.modules, "fake_ncsn_fit_module", package_module)
+    wrapper = types.ModuleType("script_forwarding")
+    wrapper.main = package_module.main
+    monkeypatch.setattr(sys.modules[__name__], "load_script", lambda name: wrapper)
+    monkeypatch.setattr(sys.modules[__name__], "_PARSERS", {})
+    ok = Command("f.md", 1, "python scripts/fit.py --steps 3", "fit", ["--steps", "3"])
+    bad = Command("f.md", 2, "python scripts/fit.py --no-such-flag", "fit", ["--no-such-flag"])
+    assert check_command(ok) is None
+    assert "unrecognized arguments: --no-such-flag" in check_command(bad)
+    assert unused_settings("sample") == {"sample.grid_every": "why"}
