@@ -20,11 +20,13 @@ import shlex
 import sys
 from typing import Sequence
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from keras_ncsn.cli import quiet_tensorflow, run_main  # noqa: E402
+from keras_ncsn.cli import quiet_tensorflow, run_main
 
 quiet_tensorflow()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The benchmark lives in the checkout's bench/ folder, not in the installed package.
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
 DEFAULT_REFERENCE_SCRIPT = os.path.join(REPO, os.pardir, "shared", "bench",
                                         "reference_pytorch.py")
 
@@ -55,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from keras_ncsn.benchmark import check_reference, run
+    from bench.benchmark import check_reference, run
     from keras_ncsn.errors import ConfigError
 
     if args.timeout <= 0:

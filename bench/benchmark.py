@@ -1,6 +1,6 @@
-"""Side-by-side benchmark (issue 7): training, forward, sampling, serving, FLOP utilisation.
+"""Side-by-side benchmark: training, forward, sampling, serving, FLOP utilisation.
 
-Every case runs in its own Python process (`python -m keras_ncsn.benchmark CASE_JSON`), so
+Every case runs in its own Python process (`python -m bench.benchmark CASE_JSON`), so
 its peak RSS (from `os.wait4`) and its TensorFlow state (mixed-precision policy, XLA
 caches, threads) are its own. The parent collects each case's JSON, adds the ratios the
 issue asks for and writes `<date>-<host>.json` and `.md` atomically. `--reference` runs the
@@ -29,8 +29,8 @@ from keras_ncsn.io import atomic_write_text, check_output_files
 Result = dict[str, Any]
 RESULT_PREFIX = "BENCH_RESULT "
 # The serving case's export folder unless --export names another: the shipped model.
-DEFAULT_EXPORT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "saved_models", "mnist")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_EXPORT = os.path.join(REPO, "saved_models", "mnist")
 # Model sizes: (preset, --set overrides). "tiny" keeps --quick within about a minute.
 SIZES: dict[str, tuple[str, list[str]]] = {
     "tiny": ("quick", ["model.ngf=4", "data.image_size=16", "data.center_crop=28",
@@ -276,8 +276,8 @@ def case_serving(export: str, quick: bool, **_) -> Result:
 
 
 def case_mirrored(quick: bool, **_) -> Result:
-    """`distribute.benchmark_mirrored` on the quick preset: one device vs mirrored."""
-    from keras_ncsn.distribute import benchmark_mirrored
+    """`bench.mirrored.benchmark_mirrored` on the quick preset: one device vs mirrored."""
+    from bench.mirrored import benchmark_mirrored
 
     return benchmark_mirrored(_config("tiny" if quick else "quick"), steps=2 if quick else 10)
 
@@ -347,13 +347,21 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of a case's process: quiet TensorFlow, and the repository on the path
+    so that `-m bench.benchmark` resolves wherever the parent was started."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
+            "PYTHONPATH": REPO + (os.pathsep + path if path else "")}
+
+
 def run_in_subprocess(spec: Result, quick: bool, timeout: float) -> Result:
     """Runs one case in a fresh Python; adds its wall time and peak RSS (os.wait4)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         began = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "keras_ncsn.benchmark", json.dumps({**spec, "quick": quick})],
-            stdout=out, stderr=err, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            [sys.executable, "-m", "bench.benchmark", json.dumps({**spec, "quick": quick})],
+            stdout=out, stderr=err, env=_child_env())
         timer = threading.Timer(timeout, process.kill)
         timer.start()
         _, status, usage = os.wait4(process.pid, 0)
