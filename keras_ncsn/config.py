@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from keras_ncsn.errors import ConfigError
 from keras_ncsn.io import atomic_write_text
@@ -33,6 +33,20 @@ OBJECTIVES = ("dsm", "ssm", "ssm_vr")
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def _check_choices(section: Any, prefix: str, choices: Mapping[str, Sequence[str]]) -> None:
+    """Each named field of `section` must be one of its choices."""
+    for name, allowed in choices.items():
+        value = getattr(section, name)
+        _check(value in allowed, f"{prefix}.{name} must be one of {', '.join(allowed)}, "
+                                 f"got {value!r}")
+
+
+def _check_positive(section: Any, prefix: str, names: Iterable[str]) -> None:
+    """Each named field of `section` must be > 0."""
+    for name in names:
+        _check(getattr(section, name) > 0, f"{prefix}.{name} must be > 0")
 
 
 @dataclass(frozen=True)
@@ -133,26 +147,17 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.objective in OBJECTIVES,
-               f"train.objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        _check(self.batch_size > 0, "train.batch_size must be > 0")
-        _check(self.steps > 0, "train.steps must be > 0")
-        _check(self.learning_rate > 0, "train.learning_rate must be > 0")
-        _check(self.lr_schedule in LR_SCHEDULES,
-               f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
-               f"got {self.lr_schedule!r}")
+        _check_choices(self, "train", {"objective": OBJECTIVES, "lr_schedule": LR_SCHEDULES,
+                                       "precision": PRECISIONS})
+        _check_positive(self, "train", ("batch_size", "steps", "learning_rate",
+                                        "checkpoint_every", "keep_checkpoints", "log_every",
+                                        "eval_draws"))
         _check(0.0 <= self.warmup_fraction < 1.0,
                f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         _check(0.0 <= self.beta_1 < 1.0, "train.beta_1 must be in [0, 1)")
         _check(0.0 <= self.ema_momentum < 1.0,
                "train.ema_momentum must be in [0, 1) (0 turns EMA off)")
         _check(self.clip_norm >= 0, "train.clip_norm must be >= 0 (0 turns clipping off)")
-        _check(self.precision in PRECISIONS,
-               f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        _check(self.checkpoint_every > 0, "train.checkpoint_every must be > 0")
-        _check(self.keep_checkpoints > 0, "train.keep_checkpoints must be > 0")
-        _check(self.log_every > 0, "train.log_every must be > 0")
-        _check(self.eval_draws > 0, "train.eval_draws must be > 0")
 
 
 @dataclass(frozen=True)
@@ -179,15 +184,9 @@ class SampleConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.method in METHODS,
-               f"sample.method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        _check(self.num_images > 0, "sample.num_images must be > 0")
-        _check(self.steps_per_level > 0, "sample.steps_per_level must be > 0")
-        _check(self.step_size > 0, "sample.step_size must be > 0")
-        _check(self.convention in CONVENTIONS,
-               f"sample.convention must be one of {', '.join(CONVENTIONS)}, "
-               f"got {self.convention!r}")
-        _check(self.init in INITS, f"sample.init must be one of {', '.join(INITS)}")
+        _check_choices(self, "sample", {"method": METHODS, "convention": CONVENTIONS,
+                                        "init": INITS})
+        _check_positive(self, "sample", ("num_images", "steps_per_level", "step_size"))
         _check(self.grid_every >= 0, "sample.grid_every must be >= 0 (0 means only at the end)")
 
 

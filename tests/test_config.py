@@ -59,6 +59,11 @@ def test_overrides_convert_types():
     ("data.image_size=27", "even number"),
     ("sample.convention=other", "sample.convention must be one of"),
     ("train.objective=nce", "train.objective must be one of dsm, ssm, ssm_vr"),
+    ("train.lr_schedule=step", "train.lr_schedule must be one of constant, cosine, got 'step'"),
+    ("sample.init=zeros", "sample.init must be one of uniform, gaussian, got 'zeros'"),
+    ("sample.method=ode", "sample.method must be one of"),
+    ("sample.step_size=0", "sample.step_size must be > 0"),
+    ("train.eval_draws=0", "train.eval_draws must be > 0"),
 ])
 def test_bad_overrides_name_the_problem(assignment, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("(", r"\(")):
