@@ -1,84 +1,12 @@
 """Train an NCSN by denoising score matching: `python scripts/fit.py` runs the quick preset.
 
-Examples:
-    python scripts/fit.py                                   # embedded MNIST subset, <= 15 min on CPU
-    python scripts/fit.py --config mnist --data-dir ../shared/data/mnist --steps 20
-    python scripts/fit.py --data-dir photos/ --set data.image_size=32 --set data.channels=3
-    python scripts/fit.py --config cifar10 --set train.jit_compile=true --out runs/cifar10
-    python scripts/fit.py --resume runs/quick --steps 4000  # continue a run for longer
-    python scripts/fit.py --config cifar10 --strategy mirrored   # all GPUs of this machine
-    python scripts/fit.py --config cifar10 --strategy tpu --tpu grpc://10.0.0.2:8470
-Re-running the same command after an interruption continues from the last checkpoint.
---data-dir is read whatever the preset; images of another size or channel count than the
-config's are an error that names the --set to add. The first lines say what was read.
-train.batch_size is the global batch, split over the replicas. For several machines set
-TF_CONFIG on each and run the same command with --strategy multi_worker (see README).
+The command lives in keras_ncsn.commands.fit (installed as `ncsn-fit`); see --help.
 """
 
-from __future__ import annotations
-
-import argparse
-import os
 import sys
-from typing import Sequence
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-from keras_ncsn.cli import add_strategy_arguments, quiet_tensorflow, run_main  # noqa: E402
-
-quiet_tensorflow()
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config",
-                        help="preset name (quick, mnist, fashion_mnist, cifar10, celeba) "
-                             "or a config.json / run folder (default: quick)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
-    parser.add_argument("--dataset", help="shortcut for --set data.dataset=NAME")
-    parser.add_argument("--data-dir", help="shortcut for --set data.data_dir=PATH: an IDX or "
-                                           "image folder, an .npz/.npy file or a tfds data "
-                                           "dir; without --dataset it is read whatever the "
-                                           "preset (quick's embedded digits become files)")
-    parser.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
-    parser.add_argument("--out", help="run folder (default: runs/<preset name>): new, empty, "
-                                      "or a run folder to continue")
-    parser.add_argument("--resume", metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR with its saved config")
-    add_strategy_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    from keras_ncsn.config import get_config
-    from keras_ncsn.distribute import is_chief, make_strategy
-    from keras_ncsn.errors import CheckpointError, ConfigError
-    from keras_ncsn.training import format_heldout, train
-
-    if args.resume and not os.path.isdir(args.resume):
-        raise CheckpointError(f"--resume {args.resume}: no such run folder")
-    if args.resume and args.config:
-        raise ConfigError("--resume continues a run with its saved config: leave out --config")
-    if args.resume and args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
-        raise ConfigError(f"--resume writes into its run folder {args.resume}: leave out --out "
-                          f"{args.out}")
-    overrides = list(args.overrides)
-    for key, value in (("data.dataset", args.dataset), ("data.data_dir", args.data_dir),
-                       ("train.steps", args.steps)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    config = get_config(args.resume or args.config or "quick", overrides)
-    out = args.resume or args.out or os.path.join("runs", config.name)
-    strategy = make_strategy(args.strategy, args.tpu)
-    result = train(config, out, progress=not args.no_progress and is_chief(strategy),
-                   strategy=strategy)
-    print(format_heldout(result.heldout))
-    print(f"done: step {result.final_step}; run folder {os.path.abspath(out)}")
-    return 0
-
+from keras_ncsn.commands.fit import *  # noqa: F401,F403  (main, parse_args, ... for tests)
+from keras_ncsn.commands.fit import cli, main  # noqa: F401
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(cli())

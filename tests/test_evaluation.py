@@ -168,7 +168,7 @@ def test_missing_classifier_is_a_checkpoint_error(tmp_path):
 
 def test_classifier_trainer_reaches_its_accuracy_on_a_quick_config(tmp_path):
     """Two epochs on 4,000 embedded digits: >= 90% (93% measured). The full recipe reaches
-    >= 99% (saved_models/mnist_classifier.json), checked by the slow test below."""
+    >= 99% (keras_ncsn/assets/mnist_classifier.json), checked by the slow test below."""
     data = features.load_labelled("embedded")
     data = {**data, "x_train": data["x_train"][:4000], "y_train": data["y_train"][:4000]}
     model, accuracy = features.train_classifier(data, epochs=2, batch_size=64)

@@ -31,7 +31,7 @@ NUM_SAMPLES, SEED = 100, 0
 # cannot flip them, and far above what the untrained network draws (mnist 0.02 / 1.26,
 # fashion_mnist 0.00 / 1.32).
 SHIPPED = {
-    "mnist": ("saved_models/mnist", "saved_models/mnist_classifier.keras", 0.55, 2.0),
+    "mnist": ("saved_models/mnist", "keras_ncsn/assets/mnist_classifier.keras", 0.55, 2.0),
     "fashion_mnist": ("saved_models/fashion_mnist",
                       "saved_models/fashion_mnist_classifier.keras", 0.18, 2.0),
 }

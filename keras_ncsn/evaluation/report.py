@@ -33,9 +33,9 @@ from keras_ncsn.evaluation.features import (FeatureExtractor, classifier_extract
 from keras_ncsn.images import save_grid
 from keras_ncsn.io import atomic_path, atomic_write_text, check_output_folder
 
-DEFAULT_CLASSIFIER = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "saved_models", "mnist_classifier.keras")
+# The MNIST classifier shipped as package data (scripts/train_classifier.py wrote it).
+DEFAULT_CLASSIFIER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "assets", "mnist_classifier.keras")
 FEATURES = ("classifier", "inception")
 NEIGHBOURS = 10      # nearest training images per row of the grid (App. C.2 shows 10)
 NEIGHBOUR_ROWS = 10  # samples shown in the nearest-neighbour grid
