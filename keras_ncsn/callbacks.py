@@ -1,15 +1,13 @@
 """Keras callbacks for long DSM runs: atomic checkpoints, progress, step logs, NaN stop,
-sample grids; and `ema_weights`, which lends a model its optimizer's weight averages."""
+sample grids (`keras_ncsn.model.ema_weights` lends a model its optimizer's weight averages)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import glob
 import os
 import re
 import time
-from typing import Iterator
 
 import keras
 import numpy as np
@@ -27,31 +25,6 @@ _CHECKPOINT = re.compile(r"^ckpt-(\d+)\.weights\.h5$")
 def global_step(model: keras.Model) -> int:
     """Optimizer steps taken so far: the one step counter that survives a resume."""
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-
-
-@contextlib.contextmanager
-def ema_weights(model: keras.Model) -> Iterator[keras.Model]:
-    """Within the block the model's trainable weights are its optimizer's moving averages.
-
-    For sampling in the middle of training, where the model holds the raw weights. The
-    raw weights come back when the block ends, so training continues unchanged. Nothing
-    is swapped unless the optimizer keeps averages (`use_ema`) and has taken a step (before
-    the first step the averages are zeros). After `fit` ends and after `load_run`, the
-    weights already are the averages and the swap leaves them as they are.
-    """
-    optimizer = getattr(model, "optimizer", None)
-    if (optimizer is None or not optimizer.use_ema or not optimizer.built
-            or int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0):
-        yield model
-        return
-    variables = model.trainable_variables
-    raw = [keras.ops.convert_to_numpy(v) for v in variables]
-    optimizer.finalize_variable_values(variables)
-    try:
-        yield model
-    finally:
-        for variable, value in zip(variables, raw):
-            variable.assign(value)
 
 
 def list_checkpoints(folder: str) -> list[tuple[int, str]]:

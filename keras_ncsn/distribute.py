@@ -22,9 +22,9 @@ import keras
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from keras_ncsn.callbacks import ema_weights
 from keras_ncsn.config import Config
 from keras_ncsn.errors import CheckpointError, ConfigError
+from keras_ncsn.model import ema_weights
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 TPU_CONNECT_TIMEOUT_S = 10.0

@@ -1,44 +1,70 @@
-"""The noise-conditional score network (CondRefineNetDilated), its DSM training step and
-its sampling conveniences."""
+"""The NCSN task: a `CondRefineNetDilated` backbone (`keras_ncsn.backbone`) with its training
+step, its sampling conveniences, and the checkpoints of both layouts.
+
+`NCSN.train_step` draws one noise level per sample and minimises the sigma^2-weighted
+`objective`: denoising score matching ("dsm", the paper's), or sliced score matching ("ssm",
+"ssm_vr") of the data perturbed at that level (Gaussian projections; its expectation is the
+DSM loss minus D/2, see `annealed_ssm_per_sample`). `test_step` reports the DSM loss whatever
+the objective (`loss`, and `loss_level_i` per level), so held-out losses compare across
+objectives, and the objective's own value on the same draws as `<objective>_loss` when it is
+not DSM. `sample` and `inpaint` run a sampler (annealed Langevin by default) with the model's
+score, with the optimizer's weight averages (`ema_weights`) when it keeps them.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Collection, Sequence, Union
+import os
+import tempfile
+from typing import Collection, Iterator, Sequence, Union
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ncsn.callbacks import ema_weights
 from keras_ncsn.config import OBJECTIVES, Config, SampleConfig, TrainConfig
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.layers import (ConditionalInstanceNormPlus, ConditionalResidualBlock,
-                               RefineBlock, conv2d)
+from keras_ncsn.backbone import LAYER_ATTRIBUTES, CondRefineNetDilated
 from keras_ncsn.losses import annealed_ssm_per_sample, dsm_per_sample, random_projections
 from keras_ncsn.noise import get_sigmas
 from keras_ncsn.masks import check_images
-from keras_ncsn.sampling import LangevinSampler
+from keras_ncsn.sampling import LangevinSampler, sampler_from_config
 
 
 _SEED_STATE = "seed_generator_state"  # its key among the model's own variables in a checkpoint
 
 
+@contextlib.contextmanager
+def ema_weights(model: keras.Model) -> Iterator[keras.Model]:
+    """Within the block the model's trainable weights are its optimizer's moving averages.
+
+    For sampling in the middle of training, where the model holds the raw weights. The
+    raw weights come back when the block ends, so training continues unchanged. Nothing
+    is swapped unless the optimizer keeps averages (`use_ema`) and has taken a step (before
+    the first step the averages are zeros). After `fit` ends and after `load_run`, the
+    weights already are the averages and the swap leaves them as they are.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if (optimizer is None or not optimizer.use_ema or not optimizer.built
+            or int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0):
+        yield model
+        return
+    variables = model.trainable_variables
+    raw = [keras.ops.convert_to_numpy(v) for v in variables]
+    optimizer.finalize_variable_values(variables)
+    try:
+        yield model
+    finally:
+        for variable, value in zip(variables, raw):
+            variable.assign(value)
+
+
 @keras.saving.register_keras_serializable(package="keras_ncsn")
 class NCSN(keras.Model):
-    """CondRefineNetDilated score model s_theta(x, sigma_i); `model((x, level_index))`.
-
-    x is [B, H, W, C] in [0, 1] (mapped to [-1, 1] inside); level_index is int [B] into
-    the sigma table, which the model holds as a non-trainable weight. With
-    `scale_by_sigma` the output is net(x)/sigma (NCSNv2's parameterisation).
-    `train_step` draws one noise level per sample and minimises the sigma^2-weighted
-    `objective`: denoising score matching ("dsm", the paper's), or sliced score matching
-    ("ssm", "ssm_vr") of the data perturbed at that level (Gaussian projections; its
-    expectation is the DSM loss minus D/2, see `annealed_ssm_per_sample`). `test_step`
-    reports the DSM loss whatever the objective (`loss`, and `loss_level_i` per level), so
-    held-out losses compare across objectives, and the objective's own value on the same
-    draws as `<objective>_loss` when it is not DSM.
-    `sample` and `inpaint` run a sampler (annealed Langevin by default) with the model's score.
+    """The score-model task around a `CondRefineNetDilated` backbone: `model((x, level))` is
+    the backbone's score s_theta(x, sigma_level), x [B, H, W, C] in [0, 1] and level an int
+    noise-level index per image [B] into the sigma table the backbone holds. Training and
+    sampling as the module docstring says.
     """
 
     def __init__(self, image_shape: Sequence[int], sigmas: Sequence[float], ngf: int = 64,
@@ -47,40 +73,9 @@ class NCSN(keras.Model):
         super().__init__(**kwargs)
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-        self.objective = objective
-        self.image_shape = tuple(int(d) for d in image_shape)
-        height, width, channels = self.image_shape
-        if height != width or height % 2 or height < 4:
-            raise ValueError(f"images must be square with an even size >= 4, got {image_shape}")
-        sigma_values = np.asarray(sigmas, np.float32)
-        if sigma_values.ndim != 1 or not len(sigma_values) or np.any(sigma_values <= 0):
-            raise ValueError("sigmas must be a non-empty 1-D list of positive numbers")
-        self.ngf, self.scale_by_sigma, self.seed = ngf, scale_by_sigma, seed
-        self.num_levels = len(sigma_values)
-        self.sigmas = self.add_weight(
-            name="sigmas", shape=(self.num_levels,), trainable=False, autocast=False,
-            initializer=keras.initializers.Constant(sigma_values))
-        levels = self.num_levels
-        block = ConditionalResidualBlock
-        self.begin_conv = conv2d(ngf, 3, channels, name="begin_conv")
-        self.encoder = [
-            block(ngf, ngf, levels, name="res1_0"),
-            block(ngf, ngf, levels, name="res1_1"),
-            block(ngf, 2 * ngf, levels, resample="down", name="res2_0"),
-            block(2 * ngf, 2 * ngf, levels, name="res2_1"),
-            block(2 * ngf, 2 * ngf, levels, resample="down", dilation=2, name="res3_0"),
-            block(2 * ngf, 2 * ngf, levels, dilation=2, name="res3_1"),
-            block(2 * ngf, 2 * ngf, levels, resample="down", dilation=4, name="res4_0"),
-            block(2 * ngf, 2 * ngf, levels, dilation=4, name="res4_1"),
-        ]
-        self.decoder = [
-            RefineBlock([2 * ngf], 2 * ngf, levels, name="refine1"),
-            RefineBlock([2 * ngf, 2 * ngf], 2 * ngf, levels, name="refine2"),
-            RefineBlock([2 * ngf, 2 * ngf], ngf, levels, name="refine3"),
-            RefineBlock([ngf, ngf], ngf, levels, end=True, name="refine4"),
-        ]
-        self.end_norm = ConditionalInstanceNormPlus(levels, name="end_norm")
-        self.end_conv = conv2d(channels, 3, ngf, name="end_conv")
+        self.objective, self.seed = objective, seed
+        self.backbone = CondRefineNetDilated(image_shape, sigmas, ngf=ngf,
+                                             scale_by_sigma=scale_by_sigma, name="backbone")
         self.seed_generator = keras.random.SeedGenerator(seed, name="dsm_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.level_trackers = [keras.metrics.Mean(name=f"loss_level_{i}")
@@ -89,25 +84,15 @@ class NCSN(keras.Model):
                                   if objective != "dsm" else None)
         self._samplers: dict[tuple, LangevinSampler] = {}
 
+    # The backbone's settings, read through the task as before the split.
+    image_shape = property(lambda self: self.backbone.image_shape)
+    sigmas = property(lambda self: self.backbone.sigmas)
+    num_levels = property(lambda self: self.backbone.num_levels)
+    ngf = property(lambda self: self.backbone.ngf)
+    scale_by_sigma = property(lambda self: self.backbone.scale_by_sigma)
+
     def call(self, inputs, training=None):
-        x, y = inputs
-        y = tf.cast(tf.reshape(y, [-1]), tf.int32)
-        h = self.begin_conv(2.0 * x - 1.0)
-        stage_outputs = []
-        for i, block in enumerate(self.encoder):
-            h = block(h, y)
-            if i % 2:
-                stage_outputs.append(h)
-        layer1, layer2, layer3, layer4 = stage_outputs
-        h = self.decoder[0]([layer4], y)
-        h = self.decoder[1]([layer3, h], y)
-        h = self.decoder[2]([layer2, h], y)
-        h = self.decoder[3]([layer1, h], y)
-        out = self.end_conv(tf.nn.elu(self.end_norm(h, y)))
-        if self.scale_by_sigma:
-            sigma = tf.cast(tf.gather(self.sigmas, y), out.dtype)
-            out = out / tf.reshape(sigma, [-1, 1, 1, 1])
-        return out
+        return self.backbone(inputs, training=training)
 
     def build_for_images(self) -> "NCSN":
         """Creates all weights by calling the model once on a dummy batch."""
@@ -123,8 +108,6 @@ class NCSN(keras.Model):
         x = tf.ensure_shape(x, [None, *self.image_shape])
         return tf.cast(self((x, level_index), training=False), tf.float32)
 
-    # Sampling ---------------------------------------------------------------------------
-
     def sampler(self, **options) -> LangevinSampler:
         """The sampler of this model for `options`, built once and reused.
 
@@ -136,9 +119,8 @@ class NCSN(keras.Model):
         """
         key = tuple(sorted(options.items()))
         if key not in self._samplers:
-            sigmas = keras.ops.convert_to_numpy(self.sigmas)
-            self._samplers[key] = LangevinSampler.from_config(self.score, sigmas,
-                                                              SampleConfig(), **options)
+            self._samplers[key] = sampler_from_config(
+                self.score, keras.ops.convert_to_numpy(self.sigmas), SampleConfig(), **options)
         return self._samplers[key]
 
     def sample(self, num_images: int, seed: Union[int, tf.Tensor] = 0, *, ema: bool = True,
@@ -175,45 +157,9 @@ class NCSN(keras.Model):
         extra = [self.objective_tracker] if self.objective_tracker is not None else []
         return [self.loss_tracker, *self.level_trackers, *extra]
 
-    def _per_sample_losses(self, data, training: bool, objectives: Collection[str]
-                           ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        """Per-sample losses {objective: [B]} of each of `objectives` and the levels [B]:
-        one uniformly drawn noise level and noise per sample, shared by all objectives.
-
-        Draws are made in one order (levels, noise, then projections if an SSM objective
-        is asked for), so an objective's draws do not depend on which others are asked for.
-        Under `tf.distribute` `data` is this replica's share of the global batch, and the
-        random draws are made for the whole global batch and cut to that share: replicas
-        get independent noise (their seed generators are in step), and a step draws the
-        same numbers for each image whatever the replica count.
-        """
-        x = tf.cast(data[0] if isinstance(data, (tuple, list)) else data, tf.float32)
-        count, index = _replica_position()
-        local = tf.shape(x)[0]
-        share = slice(index * local, (index + 1) * local)
-        global_shape = tf.concat([[local * count], tf.shape(x)[1:]], 0)
-        levels = keras.random.randint((local * count,), 0, self.num_levels,
-                                      seed=self.seed_generator, dtype="int32")[share]
-        noise = keras.random.normal(global_shape, seed=self.seed_generator)[share]
-
-        def score_fn(xt: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-            return self((xt, y), training=training)
-
-        losses = {}
-        if "dsm" in objectives:
-            losses["dsm"] = dsm_per_sample(score_fn, x, self.sigmas, levels, noise)
-        sliced = [name for name in objectives if name != "dsm"]
-        if sliced:
-            projections = random_projections(global_shape, "gaussian",
-                                             self.seed_generator)[share]
-            for name in sliced:
-                losses[name] = annealed_ssm_per_sample(score_fn, x, self.sigmas, levels, noise,
-                                                       projections, name == "ssm_vr")
-        return losses, levels
-
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            per_sample = self._per_sample_losses(data, True, [self.objective])[0][self.objective]
+            per_sample = per_sample_losses(self, data, True, [self.objective])[0][self.objective]
             loss = tf.reduce_mean(per_sample)
             # Sum over this replica's images / global batch size: the optimizer sums the
             # replicas' gradients, so that sum is the global-batch mean's gradient for any
@@ -231,7 +177,7 @@ class NCSN(keras.Model):
         return _step_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data):
-        losses, levels = self._per_sample_losses(data, False, {"dsm", self.objective})
+        losses, levels = per_sample_losses(self, data, False, {"dsm", self.objective})
         dsm = losses["dsm"]
         self.loss_tracker.update_state(dsm)
         for i, tracker in enumerate(self.level_trackers):
@@ -246,6 +192,12 @@ class NCSN(keras.Model):
         super().save_own_variables(store)
         store[_SEED_STATE] = self.seed_generator.state
 
+    def load_weights(self, filepath, *args, **kwargs):
+        """Keras' `load_weights`, also for .weights.h5 files written before the network moved
+        into `backbone` (its layers and sigma table were the model's own attributes then)."""
+        with _backbone_layout(str(filepath)) as path:
+            return super().load_weights(path, *args, **kwargs)
+
     def load_own_variables(self, store):
         if _SEED_STATE in store:  # checkpoints written before it was saved go on without it
             self.seed_generator.state.assign(store[_SEED_STATE])
@@ -257,6 +209,75 @@ class NCSN(keras.Model):
                 "sigmas": [float(s) for s in keras.ops.convert_to_numpy(self.sigmas)],
                 "ngf": self.ngf, "scale_by_sigma": self.scale_by_sigma, "seed": self.seed,
                 "objective": self.objective}
+
+
+@contextlib.contextmanager
+def _backbone_layout(path: str) -> Iterator[str]:
+    """`path`, or for a .weights.h5 file of the former layout (the network's layers at the
+    top, the sigma table as the model's variable 0) a temporary copy with those moved under
+    `backbone/`; the optimizer's variables follow the same order in both layouts."""
+    import h5py
+
+    if not path.endswith(".weights.h5") or not os.path.isfile(path):
+        yield path
+        return
+    with h5py.File(path, "r") as old:
+        if "backbone" in old or LAYER_ATTRIBUTES[0] not in old:
+            yield path
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            converted = os.path.join(folder, "converted.weights.h5")
+            with h5py.File(converted, "w") as new:
+                for key, value in old.attrs.items():
+                    new.attrs[key] = value
+                for key in old:
+                    if key in LAYER_ATTRIBUTES:
+                        old.copy(old[key], new, name=f"backbone/{key}")
+                    elif key != "vars":
+                        old.copy(old[key], new, name=key)
+                own = new.create_group("vars")
+                new.create_group("backbone/vars")
+                for name in old["vars"]:  # "0" is the sigma table, the rest stays the model's
+                    target = new["backbone/vars"] if name == "0" else own
+                    old.copy(old["vars"][name], target, name=name)
+            yield converted
+
+
+def per_sample_losses(model: NCSN, data, training: bool, objectives: Collection[str]
+                      ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """What a training or test step of `model` draws and scores: per-sample losses
+    {objective: [B]} of each of `objectives` and the levels [B], with one uniformly drawn
+    noise level and noise per sample (from the model's seed generator) shared by all.
+
+    Draws are made in one order (levels, noise, then projections if an SSM objective
+    is asked for), so an objective's draws do not depend on which others are asked for.
+    Under `tf.distribute` `data` is this replica's share of the global batch, and the
+    random draws are made for the whole global batch and cut to that share: replicas
+    get independent noise (their seed generators are in step), and a step draws the
+    same numbers for each image whatever the replica count.
+    """
+    x = tf.cast(data[0] if isinstance(data, (tuple, list)) else data, tf.float32)
+    count, index = _replica_position()
+    local = tf.shape(x)[0]
+    share = slice(index * local, (index + 1) * local)
+    global_shape = tf.concat([[local * count], tf.shape(x)[1:]], 0)
+    levels = keras.random.randint((local * count,), 0, model.num_levels,
+                                  seed=model.seed_generator, dtype="int32")[share]
+    noise = keras.random.normal(global_shape, seed=model.seed_generator)[share]
+
+    def score_fn(xt: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        return model((xt, y), training=training)
+
+    losses = {}
+    if "dsm" in objectives:
+        losses["dsm"] = dsm_per_sample(score_fn, x, model.sigmas, levels, noise)
+    sliced = [name for name in objectives if name != "dsm"]
+    if sliced:
+        projections = random_projections(global_shape, "gaussian", model.seed_generator)[share]
+        for name in sliced:
+            losses[name] = annealed_ssm_per_sample(score_fn, x, model.sigmas, levels, noise,
+                                                   projections, name == "ssm_vr")
+    return losses, levels
 
 
 def _replica_position() -> tuple[int | tf.Tensor, int | tf.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import keras
@@ -10,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import CONSTANT_LR
+from keras_ncsn.backbone import CondRefineNetDilated
 from keras_ncsn.config import get_config
 from keras_ncsn.losses import dsm_per_sample
 from keras_ncsn.errors import ConfigError
@@ -58,6 +60,50 @@ def test_keras_file_round_trip(tmp_path):
     assert isinstance(loaded, NCSN) and loaded.scale_by_sigma
     np.testing.assert_allclose(loaded.sigmas.numpy(), [1.0, 0.3, 0.1], rtol=1e-6)
     np.testing.assert_allclose(loaded((x, y)).numpy(), model((x, y)).numpy(), atol=1e-5)
+
+
+def test_backbone_serialises_on_its_own():
+    backbone = CondRefineNetDilated((8, 8, 1), [1.0, 0.3, 0.1], ngf=4, scale_by_sigma=True,
+                                    name="net").build_for_images()
+    x, level = tf.constant(RNG.uniform(size=(3, 8, 8, 1)), tf.float32), tf.constant([0, 1, 2])
+    config = backbone.get_config()
+    assert config["ngf"] == 4 and config["scale_by_sigma"] and config["image_shape"] == [8, 8, 1]
+    copy = CondRefineNetDilated.from_config(config).build_for_images()
+    copy.set_weights(backbone.get_weights())
+    np.testing.assert_array_equal(copy((x, level)).numpy(), backbone((x, level)).numpy())
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(backbone))
+    assert isinstance(restored, CondRefineNetDilated) and restored.num_levels == 3
+    # The task's score is its backbone's.
+    model = tiny_model(scale_by_sigma=True)
+    model.backbone.set_weights(backbone.get_weights())
+    np.testing.assert_array_equal(model((x, level)).numpy(), backbone((x, level)).numpy())
+
+
+def test_checkpoints_of_the_layout_before_the_backbone_still_load(tmp_path):
+    """tests/fixtures/ckpt_v1_tiny.weights.h5 was written when the network's layers were the
+    NCSN's own attributes (tests/fixtures/make_ckpt_v1_tiny.py): weights, Adam moments and EMA,
+    and the seed state load into the backbone layout with identical outputs, and a checkpoint
+    saved again in the new layout loads too."""
+    fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+    expected = np.load(os.path.join(fixtures, "ckpt_v1_tiny_expected.npz"))
+    config = get_config("quick", [*CONSTANT_LR, "model.ngf=4", "noise.num_levels=3",
+                                  "data.image_size=8", "data.center_crop=28",
+                                  "model.scale_by_sigma=true", "train.ema_momentum=0.9"])
+    inputs = (expected["x"], expected["level"])
+
+    def loaded(path: str) -> NCSN:
+        keras.utils.set_random_seed(1)  # other initial weights than the fixture's
+        model = compile_model(build_model(config), config.train)
+        model.load_weights(path)
+        np.testing.assert_array_equal(model(inputs, training=False).numpy(), expected["score"])
+        np.testing.assert_array_equal([v.numpy().ravel()[0] for v in model.optimizer.variables],
+                                      expected["optimizer"])
+        np.testing.assert_array_equal(model.seed_generator.state.numpy(), expected["seed_state"])
+        return model
+
+    again = str(tmp_path / "again.weights.h5")
+    loaded(os.path.join(fixtures, "ckpt_v1_tiny.weights.h5")).save_weights(again)
+    loaded(again)
 
 
 def test_bad_model_arguments():

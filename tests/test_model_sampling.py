@@ -6,10 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_ncsn.callbacks import ema_weights
 from keras_ncsn.config import TrainConfig
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.model import NCSN, compile_model
+from keras_ncsn.model import NCSN, compile_model, ema_weights
 from keras_ncsn.masks import half_mask
 
 FAST = {"steps_per_level": 2, "jit_compile": False}
