@@ -10,7 +10,6 @@ import re
 import time
 
 import keras
-import numpy as np
 from tqdm.auto import tqdm
 
 from keras_ncsn.config import SampleConfig
@@ -67,6 +66,13 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     write corrupts it) and restores only whole epochs. Here each checkpoint goes to a
     temporary file renamed into place, is named by the global step, and a restart resumes
     at exactly that step.
+
+    Why not `tf.train.CheckpointManager`: it writes TensorFlow's checkpoint format (an
+    .index file, .data shards and a `checkpoint` state file naming the newest), not the
+    Keras `ckpt-STEP.weights.h5` files that existing run folders hold, so those runs would
+    no longer resume or load. It also restores only what its state file names: when that
+    newest checkpoint is damaged, `restore` fails instead of falling back to the one
+    before it, which `restore_latest` does here.
     """
 
     def __init__(self, folder: str, every: int, final_step: int, keep: int):
@@ -100,59 +106,78 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class RaiseOnNaN(keras.callbacks.Callback):
-    """Stops at the first non-finite loss with an error naming the step and the remedies."""
+class RaiseOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' NaN check, raising an error that names the step, the last good checkpoint and
+    the remedies (the stock one names only the batch index within the logging chunk)."""
 
     def __init__(self, checkpoint_folder: str):
-        super().__init__()
+        super().__init__(raise_error=True)
         self.checkpoint_folder = checkpoint_folder
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
+    def on_batch_end(self, batch, logs=None):
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError:
             saved = list_checkpoints(self.checkpoint_folder)
             last = f"the last good checkpoint is step {saved[-1][0]}" if saved else \
                 "no checkpoint was written yet"
             raise TrainingError(
-                f"loss became {float(loss)} at step {global_step(self.model)}; {last}. "
-                "Lower train.learning_rate or set train.clip_norm (e.g. --set train.clip_norm=1)")
+                f"loss became {float(logs['loss'])} at step {global_step(self.model)}; {last}. "
+                "Lower train.learning_rate or set train.clip_norm (e.g. --set train.clip_norm=1)"
+            ) from None
 
 
-class ProgressAndLog(keras.callbacks.Callback):
-    """A progress bar over the whole run (loss, steps/s) and a CSV row per logging chunk."""
+class Progress(keras.callbacks.Callback):
+    """A progress bar over the whole run, from the resumed step on, showing the loss."""
 
-    def __init__(self, final_step: int, csv_path: str, show: bool = True):
+    def __init__(self, final_step: int, show: bool = True):
         super().__init__()
-        self.final_step, self.csv_path, self.show = final_step, csv_path, show
+        self.final_step, self.show = final_step, show
         self.bar = None
-        self.last_time = self.last_step = None
 
     def on_train_begin(self, logs=None):
-        start = global_step(self.model)
-        self.last_time, self.last_step = time.perf_counter(), start
-        self.bar = tqdm(total=self.final_step, initial=start, unit="step", disable=not self.show,
-                        dynamic_ncols=True, mininterval=1.0)
+        self.bar = tqdm(total=self.final_step, initial=global_step(self.model), unit="step",
+                        disable=not self.show, dynamic_ncols=True, mininterval=1.0)
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(global_step(self.model) - self.bar.n)
         if logs and "loss" in logs:
             self.bar.set_postfix(loss=f"{float(logs['loss']):.4g}", refresh=False)
 
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+class StepLog(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger, appending a row per logging chunk with the columns of `FIELDS`.
+
+    The stock logger's columns are "epoch" and every logged metric; run folders keep
+    step, loss, steps/s and wall time, so that a resumed run appends rows under the header
+    its first session wrote (fit's epochs are only logging chunks here).
+    """
+
+    FIELDS = ("step", "loss", "steps_per_second", "time")
+
+    def __init__(self, csv_path: str):
+        super().__init__(csv_path, append=True)
+        self.last_time = self.last_step = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.keys = list(self.FIELDS)
+        self.writer = csv.DictWriter(self.csv_file, fieldnames=self.FIELDS,
+                                     extrasaction="ignore")  # drops the stock "epoch" column
+        if self.append_header:
+            self.writer.writeheader()
+        self.last_time, self.last_step = time.perf_counter(), global_step(self.model)
+
     def on_epoch_end(self, epoch, logs=None):
         now, step = time.perf_counter(), global_step(self.model)
         rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step
-        row = {"step": step, "loss": float((logs or {}).get("loss", float("nan"))),
-               "steps_per_second": round(rate, 3), "time": round(time.time(), 1)}
-        new_file = not os.path.exists(self.csv_path)
-        with open(self.csv_path, "a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
+        super().on_epoch_end(epoch, {
+            "step": step, "loss": float((logs or {}).get("loss", float("nan"))),
+            "steps_per_second": round(rate, 3), "time": round(time.time(), 1)})
 
 
 class SampleGrid(keras.callbacks.Callback):

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ncsn.callbacks import (AtomicCheckpoint, ProgressAndLog, RaiseOnNaN, SampleGrid,
+from keras_ncsn.callbacks import (AtomicCheckpoint, Progress, RaiseOnNaN, SampleGrid, StepLog,
                                   StopAtStep, global_step, list_checkpoints, restore_latest)
 from keras_ncsn.config import CONFIG_FILE, Config, load_config, save_config
 from keras_ncsn.data import make_datasets
@@ -155,8 +155,8 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
         writers = [
             AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
                              train_cfg.steps, train_cfg.keep_checkpoints),
-            ProgressAndLog(train_cfg.steps, os.path.join(paths.logs, "train.csv"),
-                           show=progress),
+            Progress(train_cfg.steps, show=progress),
+            StepLog(os.path.join(paths.logs, "train.csv")),
             keras.callbacks.TensorBoard(os.path.join(paths.logs, "tensorboard"),
                                         update_freq="epoch"),
             grid,

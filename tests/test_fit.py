@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import keras
 import numpy as np
@@ -50,6 +51,25 @@ def test_fit_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
     code, stdout, _ = run_fit(capsys, "--resume", out, "--steps", "6")
     assert code == 0 and "resuming from step 4" in stdout and "done: step 6" in stdout
     assert [s for s, _ in list_checkpoints(os.path.join(out, "checkpoints"))] == [2, 4, 6]
+    rows = open(os.path.join(out, "logs", "train.csv")).read().splitlines()
+    assert rows[0] == "step,loss,steps_per_second,time"  # one header, resumed rows below it
+    assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
+
+
+def test_step_log_appends_under_the_header_of_an_existing_run(tmp_path):
+    """Keras' CSVLogger with our columns: a run folder written before keeps one header."""
+    path = tmp_path / "train.csv"
+    path.write_text("step,loss,steps_per_second,time\n2,1.5,3.0,100.0\n")
+    model = types.SimpleNamespace(optimizer=types.SimpleNamespace(iterations=keras.Variable(2)))
+    log = callbacks.StepLog(str(path))
+    log.set_model(model)
+    log.on_train_begin()
+    model.optimizer.iterations.assign(4)
+    log.on_epoch_end(1, {"loss": 0.5, "loss_level_0": 0.1})
+    log.on_train_end()
+    rows = path.read_text().splitlines()
+    assert rows[:2] == ["step,loss,steps_per_second,time", "2,1.5,3.0,100.0"]
+    assert len(rows) == 3 and rows[2].startswith("4,0.5,")
 
 
 class _Killed(Exception):
