@@ -1,6 +1,6 @@
 """Building blocks of CondRefineNetDilated (Song & Ermon 2019), as serialisable Keras layers.
 
-Every block is conditioned on the noise-level index `y` (int32, shape [B]) through
+Every block is conditioned on the noise-level index `level` (int32, shape [B]) through
 conditional instance normalisation "plus" (CIN++). Layouts are channels-last (NHWC).
 Weights start as in the reference implementation (PyTorch's default init for
 convolutions: uniform with bound 1/sqrt(fan_in) for kernel and bias), so that a
@@ -139,7 +139,7 @@ class ConditionalInstanceNormPlus(keras.layers.Layer):
     """CIN++: instance norm plus a learned, level-conditioned correction of channel means.
 
     mu_c are spatial means; m, v the mean and unbiased variance of mu over channels;
-    out = gamma[y] * (InstanceNorm(x) + alpha[y] * (mu - m) / sqrt(v + eps)) + beta[y].
+    out = gamma[level] * (InstanceNorm(x) + alpha[level] * (mu - m) / sqrt(v + eps)) + beta[level].
     Statistics are computed in float32 (also under mixed precision), and the whole
     normalisation is folded into one multiply-add over the activation tensor.
     """
@@ -161,7 +161,7 @@ class ConditionalInstanceNormPlus(keras.layers.Layer):
         self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros",
                                     autocast=False)
 
-    def call(self, x, y):
+    def call(self, x, level):
         # Statistics stay [B, C] until the final multiply-add: with [B, 1, 1, C] tensors,
         # tf2onnx 1.17's transpose optimizer reduced over the wrong axis.
         x32 = tf.cast(x, tf.float32)
@@ -170,14 +170,14 @@ class ConditionalInstanceNormPlus(keras.layers.Layer):
         m = tf.reduce_mean(mean, axis=-1, keepdims=True)
         v = tf.reduce_sum(tf.square(mean - m), axis=-1, keepdims=True) / (channels - 1)
         mean_tilde = (mean - m) * tf.math.rsqrt(v + EPSILON)
-        gamma, alpha, beta = (tf.gather(w, y) for w in (self.gamma, self.alpha, self.beta))
+        gamma, alpha, beta = (tf.gather(w, level) for w in (self.gamma, self.alpha, self.beta))
         inv_std = tf.math.rsqrt(var + EPSILON)
         scale = gamma * inv_std
         shift = gamma * (alpha * mean_tilde - mean * inv_std) + beta
         return tf.cast(x32 * scale[:, None, None, :] + shift[:, None, None, :],
                        self.compute_dtype)
 
-    def compute_output_shape(self, input_shape, y_shape=None):
+    def compute_output_shape(self, input_shape, level_shape=None):
         return input_shape
 
     def get_config(self):
@@ -215,7 +215,7 @@ class ConditionalResidualBlock(keras.layers.Layer):
     def _maybe_pool(self, h):
         return tf.nn.avg_pool2d(h, 2, 2, "VALID") if self.pool else h
 
-    def build(self, x_shape, y_shape=None):
+    def build(self, x_shape, level_shape=None):
         mid_shape = (*x_shape[:-1], self.conv1.filters)
         for layer, shape in ((self.norm1, x_shape), (self.conv1, x_shape),
                              (self.norm2, mid_shape), (self.conv2, mid_shape),
@@ -223,9 +223,9 @@ class ConditionalResidualBlock(keras.layers.Layer):
             if layer is not None:
                 layer.build(shape)
 
-    def call(self, x, y):
-        h = self.conv1(tf.nn.elu(self.norm1(x, y)))
-        h = self._maybe_pool(self.conv2(tf.nn.elu(self.norm2(h, y))))
+    def call(self, x, level):
+        h = self.conv1(tf.nn.elu(self.norm1(x, level)))
+        h = self._maybe_pool(self.conv2(tf.nn.elu(self.norm2(h, level))))
         skip = x if self.shortcut is None else self._maybe_pool(self.shortcut(x))
         return skip + h
 
@@ -249,15 +249,15 @@ class ResidualConvUnit(keras.layers.Layer):
         self.convs = [conv2d(features, 3, features, use_bias=False, name=f"conv_{i}")
                       for i in range(num_blocks * num_stages)]
 
-    def build(self, x_shape, y_shape=None):
+    def build(self, x_shape, level_shape=None):
         _build_all([*self.norms, *self.convs], x_shape)
 
-    def call(self, x, y):
+    def call(self, x, level):
         for block in range(self.num_blocks):
             residual = x
             for stage in range(self.num_stages):
                 i = block * self.num_stages + stage
-                x = self.convs[i](tf.nn.elu(self.norms[i](x, y)))
+                x = self.convs[i](tf.nn.elu(self.norms[i](x, level)))
             x = x + residual
         return x
 
@@ -278,13 +278,13 @@ class MultiResolutionFusion(keras.layers.Layer):
         self.convs = [conv2d(features, 3, planes, name=f"conv_{i}")
                       for i, planes in enumerate(in_planes)]
 
-    def build(self, xs_shape, y_shape=None):
+    def build(self, xs_shape, level_shape=None):
         for norm, conv, shape in zip(self.norms, self.convs, xs_shape):
             _build_all([norm, conv], shape)
 
-    def call(self, xs, y):
+    def call(self, xs, level):
         size = (int(xs[0].shape[1]), int(xs[0].shape[2]))
-        return tf.add_n([resize_bilinear_align_corners(conv(norm(x, y)), size)
+        return tf.add_n([resize_bilinear_align_corners(conv(norm(x, level)), size)
                          for x, norm, conv in zip(xs, self.norms, self.convs)])
 
     def get_config(self):
@@ -304,14 +304,14 @@ class ChainedResidualPooling(keras.layers.Layer):
         self.convs = [conv2d(features, 3, features, use_bias=False, name=f"conv_{i}")
                       for i in range(num_stages)]
 
-    def build(self, x_shape, y_shape=None):
+    def build(self, x_shape, level_shape=None):
         _build_all([*self.norms, *self.convs], x_shape)
 
-    def call(self, x, y):
+    def call(self, x, level):
         x = tf.nn.elu(x)
         path = x
         for norm, conv in zip(self.norms, self.convs):
-            path = conv(box_filter_5x5(norm(path, y)))
+            path = conv(box_filter_5x5(norm(path, level)))
             x = x + path
         return x
 
@@ -342,7 +342,7 @@ class RefineBlock(keras.layers.Layer):
         self.output_unit = ResidualConvUnit(features, 3 if end else 1, num_levels,
                                             name="output_rcu")
 
-    def build(self, xs_shape, y_shape=None):
+    def build(self, xs_shape, level_shape=None):
         for adapter, shape in zip(self.adapters, xs_shape):
             adapter.build(shape)
         if self.fusion is not None:
@@ -350,10 +350,10 @@ class RefineBlock(keras.layers.Layer):
         fused_shape = (*xs_shape[0][:-1], self.features)
         _build_all([self.pooling, self.output_unit], fused_shape)
 
-    def call(self, xs, y):
-        hs = [adapter(x, y) for adapter, x in zip(self.adapters, xs)]
-        h = hs[0] if self.fusion is None else self.fusion(hs, y)
-        return self.output_unit(self.pooling(h, y), y)
+    def call(self, xs, level):
+        hs = [adapter(x, level) for adapter, x in zip(self.adapters, xs)]
+        h = hs[0] if self.fusion is None else self.fusion(hs, level)
+        return self.output_unit(self.pooling(h, level), level)
 
     def get_config(self):
         return {**super().get_config(), "in_planes": self.in_planes, "features": self.features,

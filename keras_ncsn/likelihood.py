@@ -94,7 +94,7 @@ def decoder_nll(target: tf.Tensor, mean: tf.Tensor, scale: float, decoder: str) 
 
 
 def level_terms(score_fn: ScoreFn, x: tf.Tensor, target: tf.Tensor, sigmas: np.ndarray,
-                levels: tf.Tensor, noise: tf.Tensor, decoder_scale: float,
+                level: tf.Tensor, noise: tf.Tensor, decoder_scale: float,
                 decoder: str) -> tf.Tensor:
     """The stochastic term of each sample's level (float64 [B]), with x_i = x + sigma_i z:
     level i < L-1 the KL of transition i -> i+1, (sigma_i^2/sigma_{i+1}^2 - 1) DSM_i; level
@@ -104,10 +104,10 @@ def level_terms(score_fn: ScoreFn, x: tf.Tensor, target: tf.Tensor, sigmas: np.n
     last = len(sigmas) - 1
     weights = tf.constant(np.append(kl_weights(sigmas), 0.0))
     sigma, perturbed, score = perturbed_score(score_fn, x, tf.constant(sigmas, tf.float32),
-                                              levels, noise)
-    kl = tf.gather(weights, levels) * tf.cast(dsm_from_score(score, sigma, noise), tf.float64)
+                                              level, noise)
+    kl = tf.gather(weights, level) * tf.cast(dsm_from_score(score, sigma, noise), tf.float64)
     nll = decoder_nll(target, denoise_update(perturbed, score, sigma), decoder_scale, decoder)
-    return tf.where(tf.equal(levels, last), nll, kl)
+    return tf.where(tf.equal(level, last), nll, kl)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def bound(score_fn: ScoreFn, sigmas: np.ndarray, x: np.ndarray, *, seed: int = 0
           draws: int = 1, one_level: bool = False, decoder: str = "gaussian",
           decoder_scale: float | None = None, dequantize: bool = False,
           batch: int = 256, progress: bool = False) -> Bound:
-    """The bound on -log p(x) of each sample of `x` [N, ...] under `score_fn(x, level_index)`.
+    """The bound on -log p(x) of each sample of `x` [N, ...] under `score_fn(x, level)`.
 
     `x` is continuous data, or with `dequantize` 8-bit pixel values 0..255, dequantised to
     (k + u)/256 afresh in every draw (the "discretized" decoder then scores k; without
@@ -179,8 +179,8 @@ def bound(score_fn: ScoreFn, sigmas: np.ndarray, x: np.ndarray, *, seed: int = 0
     _check_decoder(decoder, scale)
     data = _data(x, dequantize)
     num, L = len(data), len(table)
-    terms = tf.function(lambda xs, target, levels, noise: level_terms(
-        score_fn, xs, target, table, levels, noise, scale, decoder), autograph=False,
+    terms = tf.function(lambda xs, target, level, noise: level_terms(
+        score_fn, xs, target, table, level, noise, scale, decoder), autograph=False,
         reduce_retracing=True)
     prior, levels, totals = np.zeros(num), np.zeros((num, L)), np.zeros((num, int(draws)))
     for start in tqdm(range(0, num, batch), desc="bound", unit="batch", disable=not progress,
@@ -197,12 +197,12 @@ def bound(score_fn: ScoreFn, sigmas: np.ndarray, x: np.ndarray, *, seed: int = 0
             totals[rows, draw] = draw_prior
             picks = ([rng.integers(0, L, len(chunk))] if one_level
                      else [np.full(len(chunk), level) for level in range(L)])
-            for level_ids in picks:
+            for level in picks:  # each sample's level [B]
                 noise = rng.standard_normal(chunk.shape, dtype=np.float32)
                 value = terms(tf.constant(xs, tf.float32), tf.constant(target),
-                              tf.constant(level_ids, tf.int32), tf.constant(noise)).numpy()
+                              tf.constant(level, tf.int32), tf.constant(noise)).numpy()
                 value = L * value if one_level else value
-                np.add.at(levels, (rows, level_ids), value)
+                np.add.at(levels, (rows, level), value)
                 totals[rows, draw] += value
     return Bound(prior / draws, levels / draws, totals)
 
@@ -224,8 +224,8 @@ def fit_decoder_scale(score_fn: ScoreFn, sigmas: np.ndarray, images: np.ndarray,
 
     @tf.function(autograph=False, reduce_retracing=True)
     def denoised(x, noise):
-        levels = tf.fill([tf.shape(x)[0]], last)
-        sigma, perturbed, score = perturbed_score(score_fn, x, sigmas32, levels, noise)
+        level = tf.fill([tf.shape(x)[0]], last)
+        sigma, perturbed, score = perturbed_score(score_fn, x, sigmas32, level, noise)
         return denoise_update(perturbed, score, sigma)
 
     means, targets = [], []

@@ -21,28 +21,28 @@ PlainScoreFn = Callable[[tf.Tensor], tf.Tensor]
 PROJECTIONS = ("gaussian", "rademacher")
 
 
-def dsm_per_sample(score_fn: ScoreFn, x: tf.Tensor, sigmas: tf.Tensor, levels: tf.Tensor,
+def dsm_per_sample(score_fn: ScoreFn, x: tf.Tensor, sigmas: tf.Tensor, level: tf.Tensor,
                    noise: tf.Tensor) -> tf.Tensor:
     """Annealed denoising score matching (Eq. 5-6), one loss per sample.
 
     With x~ = x + sigma z and target -(x~ - x)/sigma^2, the paper's weighted loss
     lambda(sigma) * 1/2 ||s(x~) - target||^2 with lambda = sigma^2 equals
     1/2 ||sigma s(x~) + z||^2, which is what is computed (same value, better conditioned
-    for small sigma). `levels` picks each sample's sigma; `noise` is z ~ N(0, I).
+    for small sigma). `level` [B] picks each sample's sigma; `noise` is z ~ N(0, I).
     """
-    used, _, score = perturbed_score(score_fn, x, sigmas, levels, noise)
+    used, _, score = perturbed_score(score_fn, x, sigmas, level, noise)
     return dsm_from_score(score, used, noise)
 
 
-def perturbed_score(score_fn: ScoreFn, x: tf.Tensor, sigmas: tf.Tensor, levels: tf.Tensor,
+def perturbed_score(score_fn: ScoreFn, x: tf.Tensor, sigmas: tf.Tensor, level: tf.Tensor,
                     noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(sigma, x~, s(x~, level)) with x~ = x + sigma z at each sample's level; sigma is
     shaped [B, 1, ...] to broadcast over a sample. The first half of `dsm_per_sample`, for
     callers that use the score again (`keras_ncsn.likelihood`'s decoder)."""
-    used = tf.reshape(tf.gather(sigmas, levels), [-1] + [1] * (len(x.shape) - 1))
+    used = tf.reshape(tf.gather(sigmas, level), [-1] + [1] * (len(x.shape) - 1))
     used = tf.cast(used, x.dtype)
     perturbed = x + used * noise
-    return used, perturbed, tf.cast(score_fn(perturbed, levels), x.dtype)
+    return used, perturbed, tf.cast(score_fn(perturbed, level), x.dtype)
 
 
 def dsm_from_score(score: tf.Tensor, sigma: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
@@ -93,7 +93,7 @@ def ssm_per_sample(score_fn: PlainScoreFn, x: tf.Tensor, projections: tf.Tensor,
 
 
 def annealed_ssm_per_sample(score_fn: ScoreFn, x: tf.Tensor, sigmas: tf.Tensor,
-                            levels: tf.Tensor, noise: tf.Tensor, projections: tf.Tensor,
+                            level: tf.Tensor, noise: tf.Tensor, projections: tf.Tensor,
                             variance_reduced: bool = False) -> tf.Tensor:
     """Sliced score matching of the noise-perturbed data, weighted like DSM (Eq. 6).
 
@@ -103,8 +103,8 @@ def annealed_ssm_per_sample(score_fn: ScoreFn, x: tf.Tensor, sigmas: tf.Tensor,
     `dsm_per_sample` minus D/2 (D = values per sample) for any score function, so the
     two losses differ by a known constant (this one can be negative).
     """
-    used = tf.reshape(tf.gather(sigmas, levels), [-1] + [1] * (len(x.shape) - 1))
+    used = tf.reshape(tf.gather(sigmas, level), [-1] + [1] * (len(x.shape) - 1))
     used = tf.cast(used, x.dtype)
-    per_sample = ssm_per_sample(lambda xt: score_fn(xt, levels), x + used * noise,
+    per_sample = ssm_per_sample(lambda xt: score_fn(xt, level), x + used * noise,
                                 projections, variance_reduced)
     return tf.square(tf.reshape(used, [-1])) * per_sample

@@ -99,14 +99,14 @@ class NCSN(keras.Model):
         self((tf.zeros((1, *self.image_shape)), tf.zeros((1,), tf.int32)))
         return self
 
-    def score(self, x: tf.Tensor, level_index: tf.Tensor) -> tf.Tensor:
+    def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         """The score s_theta(x, sigma_level) in float32 (a `score_fn` for the samplers).
 
         x gets the static shape [B, H, W, C] of the model's images, which the layers need
         and a sampler's shape-polymorphic loop does not give.
         """
         x = tf.ensure_shape(x, [None, *self.image_shape])
-        return tf.cast(self((x, level_index), training=False), tf.float32)
+        return tf.cast(self((x, level), training=False), tf.float32)
 
     def sampler(self, **options) -> LangevinSampler:
         """The sampler of this model for `options`, built once and reused.
@@ -177,11 +177,11 @@ class NCSN(keras.Model):
         return _step_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data):
-        losses, levels = per_sample_losses(self, data, False, {"dsm", self.objective})
+        losses, level = per_sample_losses(self, data, False, {"dsm", self.objective})
         dsm = losses["dsm"]
         self.loss_tracker.update_state(dsm)
         for i, tracker in enumerate(self.level_trackers):
-            tracker.update_state(dsm, sample_weight=tf.cast(tf.equal(levels, i), tf.float32))
+            tracker.update_state(dsm, sample_weight=tf.cast(tf.equal(level, i), tf.float32))
         if self.objective_tracker is not None:
             self.objective_tracker.update_state(losses[self.objective])
         return _step_logs({m.name: m.result() for m in self.metrics})
@@ -246,10 +246,10 @@ def _backbone_layout(path: str) -> Iterator[str]:
 def per_sample_losses(model: NCSN, data, training: bool, objectives: Collection[str]
                       ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """What a training or test step of `model` draws and scores: per-sample losses
-    {objective: [B]} of each of `objectives` and the levels [B], with one uniformly drawn
+    {objective: [B]} of each of `objectives` and each sample's level [B], one uniformly drawn
     noise level and noise per sample (from the model's seed generator) shared by all.
 
-    Draws are made in one order (levels, noise, then projections if an SSM objective
+    Draws are made in one order (level, noise, then projections if an SSM objective
     is asked for), so an objective's draws do not depend on which others are asked for.
     Under `tf.distribute` `data` is this replica's share of the global batch, and the
     random draws are made for the whole global batch and cut to that share: replicas
@@ -261,23 +261,23 @@ def per_sample_losses(model: NCSN, data, training: bool, objectives: Collection[
     local = tf.shape(x)[0]
     share = slice(index * local, (index + 1) * local)
     global_shape = tf.concat([[local * count], tf.shape(x)[1:]], 0)
-    levels = keras.random.randint((local * count,), 0, model.num_levels,
-                                  seed=model.seed_generator, dtype="int32")[share]
+    level = keras.random.randint((local * count,), 0, model.num_levels,
+                                 seed=model.seed_generator, dtype="int32")[share]
     noise = keras.random.normal(global_shape, seed=model.seed_generator)[share]
 
-    def score_fn(xt: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        return model((xt, y), training=training)
+    def score_fn(xt: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
+        return model((xt, level), training=training)
 
     losses = {}
     if "dsm" in objectives:
-        losses["dsm"] = dsm_per_sample(score_fn, x, model.sigmas, levels, noise)
+        losses["dsm"] = dsm_per_sample(score_fn, x, model.sigmas, level, noise)
     sliced = [name for name in objectives if name != "dsm"]
     if sliced:
         projections = random_projections(global_shape, "gaussian", model.seed_generator)[share]
         for name in sliced:
-            losses[name] = annealed_ssm_per_sample(score_fn, x, model.sigmas, levels, noise,
+            losses[name] = annealed_ssm_per_sample(score_fn, x, model.sigmas, level, noise,
                                                    projections, name == "ssm_vr")
-    return losses, levels
+    return losses, level
 
 
 def _replica_position() -> tuple[int | tf.Tensor, int | tf.Tensor]:

@@ -136,24 +136,25 @@ class OnnxExport:
                               f"with N >= 1 (this export's images), got shape {x.shape}")
         return x
 
-    def check_levels(self, level_index: Union[int, np.ndarray], count: int) -> np.ndarray:
-        """level_index (an int, or one per image) as int32 [count]; ConfigError unless every
+    def check_level(self, level: Union[int, np.ndarray], count: int) -> np.ndarray:
+        """level (an int, or one per image) as int32 [count]; ConfigError unless every
         index is in [0, L): an out-of-range gather is an error on a CPU, zeros on a GPU."""
-        levels = np.asarray(level_index)
-        if levels.dtype.kind not in "iu" or levels.shape not in ((), (count,)):
-            raise ConfigError(f"level_index must be an integer or {count} integers (one per "
-                              f"image), got {levels.dtype} of shape {levels.shape}")
-        outside = levels[(levels < 0) | (levels >= self.num_levels)]
+        array = np.asarray(level)
+        if array.dtype.kind not in "iu" or array.shape not in ((), (count,)):
+            raise ConfigError(f"level must be an integer or {count} integers (one per "
+                              f"image), got {array.dtype} of shape {array.shape}")
+        outside = array[(array < 0) | (array >= self.num_levels)]
         if outside.size:
-            raise ConfigError(f"level_index must be in [0, {self.num_levels}), "
+            raise ConfigError(f"level must be in [0, {self.num_levels}), "
                               f"got {int(outside.flat[0])}")
-        return np.broadcast_to(levels.astype(np.int32), (count,)).copy()
+        return np.broadcast_to(array.astype(np.int32), (count,)).copy()
 
-    def score(self, x: np.ndarray, level_index: Union[int, np.ndarray]) -> np.ndarray:
-        """s(x, sigma_level) from score.onnx; x float32 [N, H, W, C], level_index int or [N]."""
+    def score(self, x: np.ndarray, level: Union[int, np.ndarray]) -> np.ndarray:
+        """s(x, sigma_level) from score.onnx; x float32 [N, H, W, C], level an int or [N]."""
         x = self.check_images(x)
-        levels = self.check_levels(level_index, len(x))
-        return self.score_session.run(["score"], {"x": x, "level_index": levels})[0]
+        level = self.check_level(level, len(x))
+        # "level_index" is the input's name in exported score.onnx files.
+        return self.score_session.run(["score"], {"x": x, "level_index": level})[0]
 
     def initial(self, num_images: int, rng: np.random.Generator) -> np.ndarray:
         """Starting batch: Uniform[0, 1) or N(0, sigma_1^2), as the config's sample.init says."""

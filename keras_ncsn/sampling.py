@@ -1,8 +1,8 @@
 """Samplers over any score function: annealed Langevin (Algorithm 1), plain Langevin (Eq. 4),
 the VE ancestral sampler (the generative chain of `keras_ncsn.likelihood`), inpainting.
 
-Nothing here knows the model: a sampler takes `score_fn(x, level_index) -> score`, with x a
-float32 [B, H, W, C] batch and level_index an int32 [B] index into the sigma table
+Nothing here knows the model: a sampler takes `score_fn(x, level) -> score`, with x a
+float32 [B, H, W, C] batch and level an int32 [B] noise-level index into the sigma table
 sigma_1 > ... > sigma_L, so trained networks, exported models and analytic scores all work.
 
 Step-size conventions (see `keras_ncsn.noise.step_sizes`), with
@@ -95,17 +95,17 @@ class LangevinSampler:
 
     Use `AnnealedLangevin`, `PlainLangevin` or `AncestralSampler` (or `from_config`); this
     class holds the loop they share. Level j of the schedule calls `score_fn` with index
-    `level_ids[j]` and has noise `sigmas[j]`, which inpainting adds to the observed pixels
+    `score_levels[j]` and has noise `sigmas[j]`, which inpainting adds to the observed pixels
     and denoising uses.
     """
 
-    def __init__(self, score_fn: ScoreFn, sigmas: Sequence[float], level_ids: Sequence[int],
+    def __init__(self, score_fn: ScoreFn, sigmas: Sequence[float], score_levels: Sequence[int],
                  drift: np.ndarray, noise_std: np.ndarray, *, steps_per_level: int,
                  init: str, denoise: bool, clip: bool, jit_compile: bool,
                  snapshot_every: int) -> None:
         self.score_fn = score_fn
         self.sigmas = check_sigmas(sigmas)
-        self.level_ids = np.asarray(level_ids, dtype=np.int32)
+        self.score_levels = np.asarray(score_levels, dtype=np.int32)
         self.drift = np.asarray(drift, dtype=np.float32)
         self.noise_std = np.asarray(noise_std, dtype=np.float32)
         self.steps_per_level, self.snapshot_every = _check_counts(
@@ -253,14 +253,14 @@ class _TracedLoop:
                  observed: tf.Tensor | None = None, mask: tf.Tensor | None = None) -> None:
         self.sampler, self.draw, self.observed, self.mask = sampler, draw, observed, mask
         self.shape, self.batch = tf.shape(x), tf.shape(x)[0]
-        self.level_ids = tf.constant(sampler.level_ids)
+        self.score_levels = tf.constant(sampler.score_levels)
         self.sigmas = tf.constant(sampler.sigmas, tf.float32)
         self.drift, self.noise_std = tf.constant(sampler.drift), tf.constant(sampler.noise_std)
 
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         """The score at schedule level `level` for the whole batch, in float32."""
-        ids = tf.fill([self.batch], tf.gather(self.level_ids, level))
-        return tf.cast(self.sampler.score_fn(x, ids), tf.float32)
+        index = tf.fill([self.batch], tf.gather(self.score_levels, level))
+        return tf.cast(self.sampler.score_fn(x, index), tf.float32)
 
     def _observe(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         """Inpainting: the observed pixels replaced by y + sigma_i z, redrawn from the
@@ -426,17 +426,17 @@ def describe_sampler(sample_config: SampleConfig) -> str:
 class PlainLangevin(LangevinSampler):
     """Plain Langevin dynamics (Eq. 4): `steps` steps of size `step_size` with one score.
 
-    The single-noise baseline of App. C.1: `score_fn` is always called with `level_index`,
+    The single-noise baseline of App. C.1: `score_fn` is always called with `level`,
     whose noise is `sigma` (used by denoising, inpainting and the "gaussian" init).
     """
 
     def __init__(self, score_fn: ScoreFn, sigma: float, *, steps: int, step_size: float,
-                 level_index: int = 0, convention: str = "reference_code",
+                 level: int = 0, convention: str = "reference_code",
                  init: str = "uniform", denoise: bool = False, clip: bool = True,
                  jit_compile: bool = True, snapshot_every: int = 0) -> None:
-        if int(level_index) != level_index or level_index < 0:
-            raise ConfigError(f"level_index must be an integer >= 0, got {level_index}")
+        if int(level) != level or level < 0:
+            raise ConfigError(f"level must be an integer >= 0, got {level}")
         drift, noise_std = step_sizes([sigma], step_size, convention)
-        super().__init__(score_fn, [sigma], [level_index], drift, noise_std,
+        super().__init__(score_fn, [sigma], [level], drift, noise_std,
                          steps_per_level=steps, init=init, denoise=denoise, clip=clip,
                          jit_compile=jit_compile, snapshot_every=snapshot_every)

@@ -150,7 +150,7 @@ def _zeros(onnx: OnnxExport, count: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda onnx, L: onnx.score(_zeros(onnx, 2), L), "level_index must be in [0, {L})"),
+    (lambda onnx, L: onnx.score(_zeros(onnx, 2), L), "level must be in [0, {L})"),
     (lambda onnx, L: onnx.score(_zeros(onnx, 2), [0, -1]), "in [0, {L}), got -1"),
     (lambda onnx, L: onnx.score(_zeros(onnx, 2), [0, 1, 2]), "2 integers (one per"),
     (lambda onnx, L: onnx.score(_zeros(onnx, 2), 1.0), "an integer or 2 integers"),

@@ -65,7 +65,7 @@ def test_annealed_recovers_mixture_weights_where_plain_langevin_does_not():
     score = mixture_score([0.2, 0.8], [0.2, 0.8], std=0.05)
     annealed = sampler(score, steps_per_level=100, step_size=2e-5)((2000, 2, 2, 1), seed=1)
     assert np.mean(annealed.numpy() > 0.5) == pytest.approx(0.8, abs=0.05)
-    plain = PlainLangevin(score, SIGMAS[-1], level_index=len(SIGMAS) - 1, steps=1000,
+    plain = PlainLangevin(score, SIGMAS[-1], level=len(SIGMAS) - 1, steps=1000,
                           step_size=1e-4, clip=False, jit_compile=False)
     x = plain((2000, 2, 2, 1), seed=1).numpy()
     assert np.mean(x > 0.5) == pytest.approx(0.5, abs=0.05)  # uniform init decides the mode
