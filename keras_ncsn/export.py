@@ -233,28 +233,17 @@ def quality_lines(evaluation: dict | None) -> list[str]:
     ]
 
 
-def model_card(name: str, config: Config, step: int, heldout: dict | None,
-               command: str | None, samples_origin: str, notes: Sequence[str] = (),
-               evaluation: dict | None = None) -> str:
-    """MODEL_CARD.md: what was trained on what, how, how well, and how to sample from it.
-
-    `command` is the command the run was trained with; when it differs from
-    `training_command(config)` (presets change), the card gives both. `evaluation` is the
-    run's metrics.json from `scripts/evaluate.py` at the exported step, if there is one.
-    """
-    data, train, noise, sample = config.data, config.train, config.noise, config.sample
+def _card_training(config: Config, step: int, command: str | None,
+                   notes: Sequence[str]) -> list[str]:
+    """The model card's Data and Training sections."""
+    data, train, noise = config.data, config.train, config.noise
     height, width, channels = config.image_shape
     source = data.dataset + (f" ({data.data_dir})" if data.data_dir else "")
     if data.dataset == "embedded":
         source = "the MNIST subset shipped in keras_ncsn/assets/mnist_subset.npz"
     cap = f", at most {data.max_train_images} training images" if data.max_train_images else ""
     rebuilt = training_command(config)
-    lines = [
-        f"# {name}: NCSN score model (CondRefineNetDilated)",
-        "",
-        "Noise Conditional Score Network (Song & Ermon 2019) trained with keras-ncsn and "
-        "exported by `scripts/export.py`.",
-        "",
+    return [
         "## Data",
         f"- {source}; {height}x{width}x{channels} images in [0, 1]"
         f"{', dequantized' if data.dequantize else ''}{cap}.",
@@ -274,6 +263,47 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
         f"{noise.num_levels} geometric noise levels sigma {noise.sigma_begin:g} .. "
         f"{noise.sigma_end:g}.",
         *[f"- {note}" for note in notes],
+    ]
+
+
+# The model card's description of the export folder's files and how their seeds work.
+CARD_FILES = [
+    "## Files and seeds",
+    f"- `{SAVED_MODEL_DIR}/`: TensorFlow SavedModel, `tf.saved_model.load(path)` with no "
+    "keras_ncsn: `sample(num_images, seed)` (serving_default), `inpaint(images, mask, "
+    "seed)`, `score(x, level_index)`, `sigmas()`, and `sample_ancestral(num_images, "
+    "seed)` (the VE ancestral sampler: one score call per level). A seed gives the same "
+    "images on every call and reload, the same as keras_ncsn's `NCSN.sample(seed=...)` "
+    "(TensorFlow stateless philox streams).",
+    f"- `{SCORE_FILE}`: the score network for ONNX Runtime (opset {ONNX_OPSET}, dynamic "
+    "batch): inputs x float32 [N, H, W, C] in [0, 1], level_index int32 [N]; output "
+    "score. Deterministic.",
+    f"- `{SAMPLER_FILE}`: the annealed Langevin loop as one ONNX graph (a Loop), noise "
+    "as inputs: x [N, H, W, C], noise [k*T, N, H, W, C] standard normal, first_level "
+    "int32; output images after k levels (denoised/clipped after the last). "
+    "`python scripts/onnx_sample.py FOLDER --seed S` draws x and the noise from NumPy's "
+    "`default_rng(S)`: other images than the SavedModel's for the same seed.",
+    "- `config.json`: the run's config (sigmas from `noise`, sampler from `sample`).",
+    "",
+]
+
+
+def model_card(name: str, config: Config, step: int, heldout: dict | None,
+               command: str | None, samples_origin: str, notes: Sequence[str] = (),
+               evaluation: dict | None = None) -> str:
+    """MODEL_CARD.md: what was trained on what, how, how well, and how to sample from it.
+
+    `command` is the command the run was trained with; when it differs from
+    `training_command(config)` (presets change), the card gives both. `evaluation` is the
+    run's metrics.json from `scripts/evaluate.py` at the exported step, if there is one.
+    """
+    lines = [
+        f"# {name}: NCSN score model (CondRefineNetDilated)",
+        "",
+        "Noise Conditional Score Network (Song & Ermon 2019) trained with keras-ncsn and "
+        "exported by `scripts/export.py`.",
+        "",
+        *_card_training(config, step, command, notes),
         "",
         "## Held-out loss",
     ]
@@ -285,29 +315,13 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
     lines += [
         "",
         "## Sampler",
-        f"- `sample`: {describe_sampler(sample)}.",
+        f"- `sample`: {describe_sampler(config.sample)}.",
         "",
         f"![samples]({SAMPLES_FILE})",
         "",
         f"{SAMPLES_FILE}: {samples_origin}.",
         "",
-        "## Files and seeds",
-        f"- `{SAVED_MODEL_DIR}/`: TensorFlow SavedModel, `tf.saved_model.load(path)` with no "
-        "keras_ncsn: `sample(num_images, seed)` (serving_default), `inpaint(images, mask, "
-        "seed)`, `score(x, level_index)`, `sigmas()`, and `sample_ancestral(num_images, "
-        "seed)` (the VE ancestral sampler: one score call per level). A seed gives the same "
-        "images on every call and reload, the same as keras_ncsn's `NCSN.sample(seed=...)` "
-        "(TensorFlow stateless philox streams).",
-        f"- `{SCORE_FILE}`: the score network for ONNX Runtime (opset {ONNX_OPSET}, dynamic "
-        "batch): inputs x float32 [N, H, W, C] in [0, 1], level_index int32 [N]; output "
-        "score. Deterministic.",
-        f"- `{SAMPLER_FILE}`: the annealed Langevin loop as one ONNX graph (a Loop), noise "
-        "as inputs: x [N, H, W, C], noise [k*T, N, H, W, C] standard normal, first_level "
-        "int32; output images after k levels (denoised/clipped after the last). "
-        "`python scripts/onnx_sample.py FOLDER --seed S` draws x and the noise from NumPy's "
-        "`default_rng(S)`: other images than the SavedModel's for the same seed.",
-        "- `config.json`: the run's config (sigmas from `noise`, sampler from `sample`).",
-        "",
+        *CARD_FILES,
     ]
     return "\n".join(lines)
 

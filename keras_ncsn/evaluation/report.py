@@ -198,42 +198,39 @@ def _histogram(sample_d: np.ndarray, test_d: np.ndarray, label: str, path: str) 
     return path
 
 
-def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int | None = None,
-             seed: int = 0, features: str = "classifier", classifier: str | None = None,
-             real_data: str | None = None, real: bool = False, feature_neighbours: bool = False,
-             sample_settings: Sequence[str] = (), ema: bool = True, command: str = "",
-             overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
-    """Evaluates a run or export folder into `out`; returns the metrics (also metrics.json).
-
-    `real=True` evaluates `num_samples` training images instead of samples (the real-vs-real
-    floor); their nearest-neighbour distances then leave the image itself out, and the
-    sampler's settings (`batch`, default `DEFAULT_BATCH`, `sample_settings`, `ema`) are an
-    error there. `out` must be new or empty, or with `overwrite` an earlier evaluation
-    (it is replaced whole). Every check runs before a model is loaded.
-    """
+def _check_options(num_samples: int, batch: int | None, seed: int, features: str,
+                   classifier: str | None, real: bool, sampling_options: bool) -> None:
+    """The checks of `evaluate`'s arguments that need no file; `sampling_options` is whether
+    any of --batch, --set or --no-ema was given."""
     if num_samples < 2:
         raise ConfigError(f"--num-samples must be >= 2, got {num_samples}")
     if batch is not None and batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
-    if real and (batch is not None or sample_settings or not ema):
+    if real and sampling_options:
         raise ConfigError("--real evaluates training images and samples nothing: leave out "
                           "--batch, --set and --no-ema")
-    batch = batch or DEFAULT_BATCH
     if classifier and features != "classifier":
         raise ConfigError(f"--classifier is the feature extractor of --features classifier, "
                           f"not of --features {features}")
-    config = sampler_overrides(check_source(source_path), source_path, sample_settings)
+
+
+def _check_ema(source_path: str, config: Config, ema: bool) -> None:
+    """--no-ema needs a run folder that kept EMA weights."""
     if not ema and is_export(source_path):
         raise ConfigError(f"--no-ema needs a run folder; the export {source_path} holds only "
                           "the weights it was exported with")
     if not ema and not config.train.ema_momentum:
         raise ConfigError(f"--no-ema: the run {source_path} kept no EMA weights "
                           "(train.ema_momentum=0), so its weights are the raw ones already")
-    check_output_folder(out, OUTPUT_MARKERS, "evaluation folder", replace=overwrite)
-    data = real_data_config(config.data, real_data)
-    log(f"real data: {describe_data(data)}")
+
+
+def _real_images(data: DataConfig, config: Config,
+                 stand_ins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test images of `data` in [0, 1]; DataError unless they are of the
+    model's shape and there are >= 2 test images, ConfigError if fewer than `stand_ins`
+    training images (--real --num-samples)."""
     try:
         train = load_images(data, "train").astype(np.float32) / 255.0
         test = load_images(data, "eval").astype(np.float32) / 255.0
@@ -247,32 +244,122 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int |
     if train.shape[1:] != config.image_shape:
         raise DataError(f"real images are {train.shape[1:]} but the model makes "
                         f"{config.image_shape}: pick --real-data of the model's size")
-    source, candidate_ids, seconds = None, None, 0.0
-    if real and num_samples > len(train):
-        raise ConfigError(f"--real --num-samples {num_samples} exceeds the "
+    if stand_ins > len(train):
+        raise ConfigError(f"--real --num-samples {stand_ins} exceeds the "
                           f"{len(train):,} training images")
-    extractor = make_extractor(features, classifier)
-    # Training images that stand in for samples (the real-vs-real floor at the same count):
-    # a stream of its own, so the test subset below is the one of a model's evaluation.
-    real_ids = np.random.default_rng([seed, 1]).choice(
-        len(train), min(num_samples, len(train)), replace=False)
-    if real:
-        candidate_ids = real_ids
-        candidates = train[candidate_ids]
-        log(f"real vs real: {num_samples} training images stand in for samples")
-    else:
-        source = open_source(source_path, config, ema)
-        log(f"sampling {num_samples} images from {source.kind} {source_path} in batches of "
-            f"{batch} (seed {seed})")
-        start = time.time()
-        candidates = generate_samples(source.generate, num_samples, batch, seed, progress)
-        seconds = time.time() - start
-    log(f"features: {extractor.name}")
+    return train, test
+
+
+def feature_metrics(extractor: FeatureExtractor, candidates: np.ndarray,
+                    real_images: np.ndarray | None, test: np.ndarray,
+                    seed: int) -> tuple[dict[str, Any], np.ndarray]:
+    """FID, KID, Inception score and class metrics of `candidates` against the `test`
+    images, beside the real floor of `real_images` (None: the candidates are real images);
+    and the candidates' features."""
+    count = len(candidates)
     cand_features, cand_probs = extractor(candidates)
     test_features, _ = extractor(test)
-    real_features, real_probs = ((cand_features, cand_probs) if real
-                                 else extractor(train[real_ids]))
-    splits = max(1, min(10, num_samples // 1000))
+    real_features, real_probs = ((cand_features, cand_probs) if real_images is None
+                                 else extractor(real_images))
+    sizes = {"num_samples": count, "num_real": len(test), "features": extractor.name}
+    results = {
+        "fid": {"value": metrics.fid(cand_features, test_features), **sizes,
+                "label": _fid_label(count, len(test), extractor, real_images is None)},
+        "kid": {**metrics.kid(cand_features, test_features, seed=seed), **sizes},
+        "inception_score": {**metrics.inception_score(cand_probs, max(1, min(10, count // 1000))),
+                            "num_samples": count, "classes": cand_probs.shape[1],
+                            "features": extractor.name},
+        "classes": class_metrics(cand_probs),
+        "real_floor": {**class_metrics(real_probs), "num_samples": len(real_probs),
+                       "fid": metrics.fid(real_features, test_features)},
+    }
+    return results, cand_features
+
+
+def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """`function(*args)` and the seconds it took."""
+    start = time.time()
+    return function(*args), time.time() - start
+
+
+def _stand_in_ids(num_train: int, count: int, seed: int) -> np.ndarray:
+    """Indices of the training images that stand in for samples (the real-vs-real floor at
+    the same count): a stream of its own, so the test subset of `_pixel_neighbours` is the
+    one of a model's evaluation."""
+    return np.random.default_rng([seed, 1]).choice(num_train, min(count, num_train),
+                                                   replace=False)
+
+
+def _pixel_neighbours(candidates: np.ndarray, train: np.ndarray, test: np.ndarray,
+                      exclude: np.ndarray | None,
+                      seed: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The candidates' `NEIGHBOURS` nearest training images (indices), and the distances to
+    the nearest one of the candidates and of as many test images (the memorisation check);
+    `exclude` leaves each candidate that is a training image out of its own search."""
+    test_ids = np.random.default_rng(seed).choice(len(test), min(len(candidates), len(test)),
+                                                  replace=False)
+    nn_ids, nn_dist = metrics.nearest_neighbours(candidates, train, NEIGHBOURS, exclude=exclude)
+    _, test_dist = metrics.nearest_neighbours(test[test_ids], train, 1)
+    return nn_ids, (nn_dist[:, 0], test_dist[:, 0])
+
+
+def _write_folder(out: str, results: dict[str, Any], candidates: np.ndarray,
+                  train: np.ndarray, grids: dict[str, np.ndarray],
+                  distances: tuple[np.ndarray, np.ndarray]) -> None:
+    """Writes the evaluation folder atomically: figures, samples.npz, metrics and report;
+    `grids` maps a nearest-neighbour grid's file name to its neighbour indices."""
+    label = ("training images (left out of their own search)" if results["kind"] == "real"
+             else "samples")
+    with atomic_path(out, is_dir=True) as tmp:
+        save_grid(candidates[:GRID_IMAGES], os.path.join(tmp, "samples.png"))
+        for name, indices in grids.items():
+            _neighbour_grid(candidates, train, indices, os.path.join(tmp, name))
+        _histogram(*distances, label, os.path.join(tmp, "distances.png"))
+        with open(os.path.join(tmp, "samples.npz"), "wb") as f:
+            np.savez_compressed(f, images=candidates, seed=results["seed"])
+        atomic_write_text(os.path.join(tmp, "metrics.json"),
+                          json.dumps(results, indent=2) + "\n")
+        atomic_write_text(os.path.join(tmp, "report.md"),
+                          markdown_report(results, len(grids) > 1))
+
+
+def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int | None = None,
+             seed: int = 0, features: str = "classifier", classifier: str | None = None,
+             real_data: str | None = None, real: bool = False, feature_neighbours: bool = False,
+             sample_settings: Sequence[str] = (), ema: bool = True, command: str = "",
+             overwrite: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
+    """Evaluates a run or export folder into `out`; returns the metrics (also metrics.json).
+
+    `real=True` evaluates `num_samples` training images instead of samples (the real-vs-real
+    floor); their nearest-neighbour distances then leave the image itself out, and the
+    sampler's settings (`batch`, default `DEFAULT_BATCH`, `sample_settings`, `ema`) are an
+    error there. `out` must be new or empty, or with `overwrite` an earlier evaluation
+    (it is replaced whole). Every check runs before a model is loaded.
+    """
+    _check_options(num_samples, batch, seed, features, classifier, real,
+                   batch is not None or bool(sample_settings) or not ema)
+    batch = batch or DEFAULT_BATCH
+    config = sampler_overrides(check_source(source_path), source_path, sample_settings)
+    _check_ema(source_path, config, ema)
+    check_output_folder(out, OUTPUT_MARKERS, "evaluation folder", replace=overwrite)
+    data = real_data_config(config.data, real_data)
+    log(f"real data: {describe_data(data)}")
+    train, test = _real_images(data, config, num_samples if real else 0)
+    extractor = make_extractor(features, classifier)
+    real_ids = _stand_in_ids(len(train), num_samples, seed)
+    if real:
+        source, candidate_ids, seconds = None, real_ids, 0.0
+        candidates = train[real_ids]
+        log(f"real vs real: {num_samples} training images stand in for samples")
+    else:
+        source, candidate_ids = open_source(source_path, config, ema), None
+        log(f"sampling {num_samples} images from {source.kind} {source_path} in batches of "
+            f"{batch} (seed {seed})")
+        candidates, seconds = _timed(generate_samples, source.generate, num_samples, batch,
+                                     seed, progress)
+    log(f"features: {extractor.name}")
+    scores, cand_features = feature_metrics(extractor, candidates,
+                                            None if real else train[real_ids], test, seed)
     results: dict[str, Any] = {
         "source": source_path, "kind": "real" if real else source.kind,
         "step": None if real else source.step, "command": command,
@@ -282,47 +369,18 @@ def evaluate(source_path: str, out: str, *, num_samples: int = 500, batch: int |
         "features": extractor.name,
         "real_data": {"description": describe_data(data), "train_images": len(train),
                       "test_images": len(test)},
-        "fid": {"value": metrics.fid(cand_features, test_features),
-                "num_samples": num_samples, "num_real": len(test), "features": extractor.name,
-                "label": _fid_label(num_samples, len(test), extractor, real)},
-        "kid": {**metrics.kid(cand_features, test_features, seed=seed),
-                "num_samples": num_samples, "num_real": len(test),
-                "features": extractor.name},
-        "inception_score": {**metrics.inception_score(cand_probs, splits),
-                            "num_samples": num_samples, "classes": cand_probs.shape[1],
-                            "features": extractor.name},
+        **scores,
     }
-    results["classes"] = class_metrics(cand_probs)
-    results["real_floor"] = {**class_metrics(real_probs), "num_samples": len(real_ids),
-                             "fid": metrics.fid(real_features, test_features)}
     log(quality_line(results))
-    test_ids = np.random.default_rng(seed).choice(len(test), min(num_samples, len(test)),
-                                                  replace=False)
-    nn_ids, nn_dist = metrics.nearest_neighbours(candidates, train, NEIGHBOURS,
-                                                 exclude=candidate_ids)
-    _, test_dist = metrics.nearest_neighbours(test[test_ids], train, 1)
-    results["memorisation"] = {"space": "pixel L2",
-                               **metrics.memorisation(nn_dist[:, 0], test_dist[:, 0])}
+    nn_ids, distances = _pixel_neighbours(candidates, train, test, candidate_ids, seed)
+    results["memorisation"] = {"space": "pixel L2", **metrics.memorisation(*distances)}
+    grids = {"nearest_neighbours.png": nn_ids}
     if feature_neighbours:
-        train_features, _ = extractor(train)
-        feat_ids, _ = metrics.nearest_neighbours(cand_features, train_features, NEIGHBOURS,
-                                                 exclude=candidate_ids)
+        grids["nearest_neighbours_features.png"] = metrics.nearest_neighbours(
+            cand_features, extractor(train)[0], NEIGHBOURS, exclude=candidate_ids)[0]
     if source is not None and source.model is not None:
         results["heldout_loss"] = heldout_dsm_loss(source.model, config)
-    label = "training images (left out of their own search)" if real else "samples"
-    with atomic_path(out, is_dir=True) as tmp:
-        save_grid(candidates[:GRID_IMAGES], os.path.join(tmp, "samples.png"))
-        _neighbour_grid(candidates, train, nn_ids, os.path.join(tmp, "nearest_neighbours.png"))
-        if feature_neighbours:
-            _neighbour_grid(candidates, train, feat_ids,
-                            os.path.join(tmp, "nearest_neighbours_features.png"))
-        _histogram(nn_dist[:, 0], test_dist[:, 0], label, os.path.join(tmp, "distances.png"))
-        with open(os.path.join(tmp, "samples.npz"), "wb") as f:
-            np.savez_compressed(f, images=candidates, seed=seed)
-        atomic_write_text(os.path.join(tmp, "metrics.json"),
-                          json.dumps(results, indent=2) + "\n")
-        atomic_write_text(os.path.join(tmp, "report.md"),
-                          markdown_report(results, feature_neighbours))
+    _write_folder(out, results, candidates, train, grids, distances)
     log(f"wrote {out}/metrics.json and {out}/report.md")
     return results
 
@@ -334,6 +392,11 @@ def class_metrics(probabilities: np.ndarray) -> dict[str, float]:
             "uniform_entropy": float(np.log(probabilities.shape[1]))}
 
 
+def fid_ratio(fid: float, floor: float) -> float:
+    """FID over the real-vs-real FID floor (how far above what real images reach)."""
+    return fid / max(floor, 1e-12)
+
+
 def quality_line(results: dict[str, Any]) -> str:
     """One line: confident fraction, class entropy and FID, each beside the real floor."""
     got, floor, fid = results["classes"], results["real_floor"], results["fid"]["value"]
@@ -341,24 +404,20 @@ def quality_line(results: dict[str, Any]) -> str:
             f"(real {floor['confident_fraction']:.3f}); class entropy "
             f"{got['class_entropy']:.3f} (real {floor['class_entropy']:.3f}, uniform "
             f"{got['uniform_entropy']:.3f}); FID {fid:.3f} (real-vs-real floor "
-            f"{floor['fid']:.3f}, ratio {fid / max(floor['fid'], 1e-12):.2f}) "
+            f"{floor['fid']:.3f}, ratio {fid_ratio(fid, floor['fid']):.2f}) "
             f"[{results['fid']['label']}]")
 
 
-def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -> str:
-    """report.md: the metrics table (sample count and features beside each FID) and figures."""
-    fid, kid, score = results["fid"], results["kid"], results["inception_score"]
-    mem, real = results["memorisation"], results["real_data"]
-    is_real = results["kind"] == "real"
-    what = ("real training images (the real-vs-real floor)" if is_real else
+def _report_intro(results: dict[str, Any]) -> list[str]:
+    """report.md's title, command and what was compared with what."""
+    real = results["real_data"]
+    what = ("real training images (the real-vs-real floor)" if results["kind"] == "real" else
             f"{results['kind']} `{results['source']}`"
             + (f" at step {results['step']}" if results["step"] is not None else ""))
-    sampler = results["sampler"]
-    classes, floor = results["classes"], results["real_floor"]
-    what_short = "training images" if is_real else "samples"
     lines = [f"# Evaluation of {what}", ""]
     if results["command"]:
         lines += [f"Command: `{results['command']}`", ""]
+    sampler = results["sampler"]
     if sampler:
         from keras_ncsn.sampling import describe_sampler
 
@@ -369,21 +428,29 @@ def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -
     else:
         lines.append(f"- {results['num_samples']:,} training images (seed {results['seed']}) "
                      "stand in for samples.")
-    lines += [
+    return lines + [
         f"- Real data: {real['description']}: {real['train_images']:,} training images "
         f"(nearest-neighbour search), {real['test_images']:,} test images (FID/KID reference).",
         f"- Feature extractor: {results['features']}.",
-        "",
+        ""]
+
+
+def _metrics_table(results: dict[str, Any]) -> list[str]:
+    """report.md's table of every metric, then the held-out loss per noise level."""
+    fid, kid, score = results["fid"], results["kid"], results["inception_score"]
+    classes, floor, mem = results["classes"], results["real_floor"], results["memorisation"]
+    what = "training images" if results["kind"] == "real" else "samples"
+    lines = [
         "| metric | value |",
         "| --- | --- |",
         f"| confident fraction (max class probability > {metrics.CONFIDENT_THRESHOLD}): "
-        f"{what_short} / real images | {classes['confident_fraction']:.3f} / "
+        f"{what} / real images | {classes['confident_fraction']:.3f} / "
         f"{floor['confident_fraction']:.3f} |",
-        f"| class entropy, nats (uniform {classes['uniform_entropy']:.3f}): {what_short} / "
+        f"| class entropy, nats (uniform {classes['uniform_entropy']:.3f}): {what} / "
         f"real images | {classes['class_entropy']:.3f} / {floor['class_entropy']:.3f} |",
         f"| FID ({fid['label']}) | {fid['value']:.3f} |",
         f"| real-vs-real FID floor ({floor['num_samples']:,} training vs test images) / ratio "
-        f"| {floor['fid']:.3f} / {fid['value'] / max(floor['fid'], 1e-12):.2f} |",
+        f"| {floor['fid']:.3f} / {fid_ratio(fid['value'], floor['fid']):.2f} |",
         f"| KID x 1000 ({fid['label']}; {kid['subsets']} subsets of {kid['subset_size']}) "
         f"| {1000 * kid['mean']:.3f} +- {1000 * kid['std']:.3f} |",
         f"| Inception score ({score['classes']}-class softmax of {score['features']}; "
@@ -402,6 +469,12 @@ def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -
                   "| --- | --- | --- |"]
         lines += [f"| {row['level']} | {row['sigma']:.4f} | {row['loss']:.3f} |"
                   for row in heldout["per_level"]]
+    return lines
+
+
+def markdown_report(results: dict[str, Any], feature_neighbours: bool = False) -> str:
+    """report.md: the metrics table (sample count and features beside each FID) and figures."""
+    lines = [*_report_intro(results), *_metrics_table(results)]
     lines += ["", "## Samples", "", "![samples](samples.png)", "",
               "## Nearest training images (L2, pixel space)", "",
               "Each row: a sample (left), then its nearest training images, nearest first.", "",
