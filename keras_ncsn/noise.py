@@ -15,8 +15,8 @@ from keras_ncsn.errors import ConfigError
 
 def get_sigmas(config: NoiseConfig) -> np.ndarray:
     """Geometric sequence from sigma_begin down to sigma_end (float32, length num_levels)."""
-    return np.exp(np.linspace(np.log(config.sigma_begin), np.log(config.sigma_end),
-                              config.num_levels)).astype(np.float32)
+    return np.geomspace(config.sigma_begin, config.sigma_end,
+                        config.num_levels).astype(np.float32)
 
 
 def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from keras_ncsn.config import PRESETS, Config, get_config, load_config, override, save_config
+from keras_ncsn.config import (PRESETS, Config, NoiseConfig, get_config, load_config, override,
+                               save_config)
 from keras_ncsn.errors import ConfigError
 from keras_ncsn.noise import get_sigmas
 
@@ -30,6 +32,16 @@ def test_paper_sigmas_are_geometric_1_to_001():
     assert sigmas[0] == pytest.approx(1.0) and sigmas[-1] == pytest.approx(0.01)
     ratios = sigmas[1:] / sigmas[:-1]
     assert ratios == pytest.approx([0.01 ** (1 / 9)] * 9, rel=1e-5)
+
+
+@pytest.mark.parametrize("noise", [*[preset.noise for preset in PRESETS.values()],
+                                   NoiseConfig(50.0, 0.01, 232), NoiseConfig(0.3, 0.3, 1)])
+def test_sigmas_are_the_float32_values_of_the_log_space_formula(noise):
+    """np.geomspace gives, in float32, the values of exp(linspace(log)) that earlier runs
+    and exports were trained and sampled with."""
+    expected = np.exp(np.linspace(np.log(noise.sigma_begin), np.log(noise.sigma_end),
+                                  noise.num_levels)).astype(np.float32)
+    np.testing.assert_array_equal(get_sigmas(noise), expected)
 
 
 def test_overrides_convert_types():
