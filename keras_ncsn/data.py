@@ -23,10 +23,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from keras_ncsn.config import DataConfig
 from keras_ncsn.errors import DataError, ImageShapeError
+from keras_ncsn.images import read_image
 
 SPLITS = ("train", "eval")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -39,8 +39,6 @@ EVAL_SEED = 0
 # Seeds the held-out eval subset of sources without a test split.
 HOLD_OUT_SEED = 0
 _AUTOTUNE = tf.data.AUTOTUNE
-# PIL modes of one-channel images (with or without alpha); any other mode counts as colour.
-GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "F")
 Log = Callable[[str], None]
 
 
@@ -51,8 +49,7 @@ def _reading(path: str, what: str) -> Iterator[None]:
         yield
     except DataError:
         raise
-    except (OSError, EOFError, ValueError, SyntaxError, zipfile.BadZipFile, zlib.error,
-            Image.DecompressionBombError) as e:
+    except (OSError, EOFError, ValueError, SyntaxError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"cannot read {what} {path}: {' '.join(str(e).split())}") from None
 
 
@@ -254,12 +251,11 @@ def _read_image_folder(folder: str, config: DataConfig, log: Log | None = None) 
 
     Converting colour images to grayscale (or back) is logged, so that it is never silent.
     """
-    mode = "L" if config.channels == 1 else "RGB"
     files, images, converted = _image_files(folder), [], 0
     for path in files:
-        with _reading(path, "image"), Image.open(path) as image:
-            converted += (image.mode in GRAY_MODES) != (config.channels == 1)
-            images.append(np.asarray(image.convert(mode)))
+        image, changed = read_image(path, config.channels)
+        images.append(image)
+        converted += changed
         if images[-1].shape != images[0].shape:
             (h0, w0), (h, w) = images[0].shape[:2], images[-1].shape[:2]
             raise DataError(f"images in {folder} differ in size: {files[0]} is {h0}x{w0} but "

@@ -9,11 +9,14 @@ sampler can write grids; tensors work wherever arrays do.
 from __future__ import annotations
 
 import math
+import os
+import zlib
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image
 
+from keras_ncsn.errors import ConfigError, DataError
 from keras_ncsn.io import atomic_path
 
 if TYPE_CHECKING:
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
 
 Array = Union[np.ndarray, "tf.Tensor"]
 PAD_VALUE = 1.0  # white lines between images: visible around MNIST's black background
+# PIL modes of one-channel images (with or without alpha); any other mode counts as colour.
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "F")
 
 
 def _batch(images: Array, rank: int) -> np.ndarray:
@@ -86,24 +91,36 @@ def save_gif(snapshots: Array, path: str, ncol: int | None = None, padding: int 
     return path
 
 
+def read_image(path: str, channels: int, what: str = "",
+               error: type[Exception] = DataError) -> tuple[np.ndarray, bool]:
+    """uint8 [H, W, channels] of the image file at `path`, converted by PIL to grayscale
+    (1 channel) or RGB (3), and whether that converted colour to grayscale or back.
+
+    The one image reader of the package (training folders, inpainting inputs and masks).
+    A missing file or one PIL cannot decode raises `error` in one line: "no image file at
+    PATH", "cannot read image PATH: why", or with `what` "mask": "no mask file at PATH",
+    "cannot read mask image PATH: why".
+    """
+    if not os.path.isfile(path):
+        raise error(f"no {what or 'image'} file at {path}")
+    try:
+        with Image.open(path) as image:
+            converted = (image.mode in GRAY_MODES) != (channels == 1)
+            array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    except (OSError, EOFError, ValueError, SyntaxError, zlib.error,
+            Image.DecompressionBombError) as e:
+        raise error(f"cannot read {what + ' ' if what else ''}image {path}: "
+                    f"{' '.join(str(e).split())}") from None
+    return array.reshape(*array.shape[:2], channels), converted
+
+
 def load_mask_png(path: str, size) -> np.ndarray:
     """[H, W, 1] inpainting mask from an image file: white (grey >= 0.5) = observed, black =
     missing (`keras_ncsn.masks`). The file must already be `size` (an int or (H, W)); it is
     not resized, since that would move the edges. ConfigError otherwise."""
-    import os
-
-    from PIL import UnidentifiedImageError
-
-    from keras_ncsn.errors import ConfigError
     from keras_ncsn.masks import mask_size
 
-    if not os.path.isfile(path):
-        raise ConfigError(f"no mask file at {path}")
-    try:
-        with Image.open(path) as image:
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
-        raise ConfigError(f"cannot read mask image {path}: {e}") from None
+    grey = read_image(path, 1, "mask", ConfigError)[0][..., 0].astype(np.float32) / 255.0
     height, width = mask_size(size)
     if grey.shape != (height, width):
         raise ConfigError(f"mask image {path} is {grey.shape[1]}x{grey.shape[0]} (WxH), "

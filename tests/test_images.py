@@ -1,4 +1,4 @@
-"""Sample pictures: grid geometry, grayscale/RGB modes, evolution strips and GIFs."""
+"""Sample pictures (grids, grayscale/RGB, evolution strips, GIFs) and reading image files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_ncsn.images import grid_array, save_gif, save_grid, save_strip
+from keras_ncsn.errors import ConfigError, DataError
+from keras_ncsn.images import grid_array, read_image, save_gif, save_grid, save_strip
 
 RNG = np.random.default_rng(0)
 
@@ -56,3 +57,27 @@ def test_bad_shapes_are_rejected(tmp_path):
         save_grid(np.zeros((2, 8, 8, 2)), str(tmp_path / "x.png"))
     with pytest.raises(ValueError, match=r"\[S, N, H, W, C\]"):
         save_strip(np.zeros((2, 8, 8, 1)), str(tmp_path / "x.png"))
+
+
+@pytest.mark.parametrize("mode, channels, converted", [
+    ("L", 1, False), ("RGB", 3, False), ("RGBA", 1, True), ("LA", 3, True)])
+def test_read_image_converts_to_the_channels_asked_for(tmp_path, mode, channels, converted):
+    path = str(tmp_path / "picture.png")
+    Image.new(mode, (5, 3)).save(path)
+    array, changed = read_image(path, channels)
+    assert array.shape == (3, 5, channels) and array.dtype == np.uint8
+    assert changed is converted
+
+
+def test_read_image_errors_are_one_line_and_name_the_file(tmp_path):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png\n\nat all")
+    with pytest.raises(DataError, match="no image file at .*missing.png"):
+        read_image(str(tmp_path / "missing.png"), 1)
+    with pytest.raises(DataError, match="cannot read image .*junk.png") as info:
+        read_image(str(junk), 1)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="cannot read mask image .*junk.png"):
+        read_image(str(junk), 1, "mask", ConfigError)
+    with pytest.raises(ConfigError, match="no mask file at"):
+        read_image(str(tmp_path / "missing.png"), 1, "mask", ConfigError)

@@ -86,19 +86,12 @@ def build_mask(name: str, size: int, seed: int) -> np.ndarray:
 
 def read_images(paths: Sequence[str], size: int, channels: int) -> np.ndarray:
     """uint8 [N, size, size, channels] from image files, converted to grey or RGB."""
-    from PIL import Image, UnidentifiedImageError
-
     from keras_ncsn.errors import DataError
+    from keras_ncsn.images import read_image
 
     images = []
     for path in paths:
-        if not os.path.isfile(path):
-            raise DataError(f"no image file at {path}")
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"cannot read image {path}: {e}") from None
+        array = read_image(path, channels)[0]
         if array.shape[:2] != (size, size):
             raise DataError(f"image {path} is {array.shape[1]}x{array.shape[0]} (WxH) but the "
                             f"run's model takes {size}x{size} images")
