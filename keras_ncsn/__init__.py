@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 # TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 VNNI/BF16
-# or AMX. They also make this model faster on AVX2 CPUs (README "Performance"), so
+# or AMX. They also make this model faster on AVX2 CPUs (docs/performance.md), so
 # keras_ncsn opts in unless the user has chosen. It only takes effect when keras_ncsn is
 # imported before TensorFlow, as the scripts do.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
