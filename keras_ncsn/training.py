@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from keras_ncsn.distribute import (check_global_batch, check_same_step, describe
 from keras_ncsn.errors import CheckpointError, ConfigError
 from keras_ncsn.io import atomic_write_text, check_output_folder
 from keras_ncsn.model import NCSN, build_model, compile_model, count_trainable_parameters
+from keras_ncsn.sampling import sample_options
 
 HELDOUT_FILE = "heldout_loss.json"
 
@@ -98,18 +100,41 @@ def heldout_loss(model: NCSN, eval_data, draws: int) -> dict[str, Any]:
     return heldout
 
 
+def seconds_per_score(model: NCSN, batch_size: int) -> float:
+    """Wall time of one score evaluation of `batch_size` images (the fastest of two, after
+    a call that builds and traces): the unit of the end-of-run estimates below."""
+    x = tf.zeros([batch_size, *model.image_shape])
+    levels = tf.zeros([batch_size], tf.int32)
+    times = []
+    for _ in range(3):
+        began = time.perf_counter()
+        model.score(x, levels).numpy()
+        times.append(time.perf_counter() - began)
+    return min(times[1:])
+
+
+def about(seconds: float) -> str:
+    """A rough duration for announcements: "about 40 s", "about 12 min", "about 1.5 h"."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
 @dataclass(frozen=True)
 class TrainResult:
     model: NCSN
     paths: RunPaths
     start_step: int
     final_step: int
-    heldout: dict[str, Any]
-    grid: str
+    heldout: dict[str, Any] | None  # None when final_heldout=False
+    grid: str  # "" when final_grid=False (or not the chief)
 
 
 def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
-          strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+          strategy: tf.distribute.Strategy | None = None, final_heldout: bool = True,
+          final_grid: bool = True) -> TrainResult:
     """Trains `config` in `out_dir`, resuming from its newest checkpoint if there is one.
 
     `out_dir` must be new, empty or a run folder (config.json): training writes nothing
@@ -118,6 +143,11 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
     With a `strategy` (`distribute.make_strategy`) the model is built under its scope and
     train.batch_size is the global batch, split over its replicas; only the chief writes
     files, and in a multi-worker run `out_dir` must be a folder all workers share.
+
+    After training come the held-out loss (heldout_loss.json) and a final sample grid, each
+    announced with an estimate of its time from a measured score evaluation; at paper size
+    the grid's Langevin chains take far longer than a short run's training.
+    `final_heldout=False` / `final_grid=False` (fit.py --no-heldout / --no-grid) skip them.
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
@@ -169,14 +199,34 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
         log(f"run already trained to step {start} (train.steps={train_cfg.steps}); "
             "raise --steps to train longer")
         use_ema_weights(model)
-    heldout = heldout_loss(model, shard_by_data(eval_data), train_cfg.eval_draws)
-    heldout["step"] = global_step(model)
+    heldout = None
+    if final_heldout:
+        batches = int(eval_data.cardinality())
+        if chief and batches > 0:
+            seconds = (seconds_per_score(model, train_cfg.batch_size) * batches
+                       * train_cfg.eval_draws)
+            log(f"held-out loss: {batches} batches x {train_cfg.eval_draws} noise draws, "
+                f"{about(seconds)} (skip with fit.py --no-heldout)")
+        heldout = heldout_loss(model, shard_by_data(eval_data), train_cfg.eval_draws)
+        heldout["step"] = global_step(model)
+        if chief:
+            atomic_write_text(paths.heldout, json.dumps(heldout, indent=2) + "\n")
+    else:
+        log("held-out loss skipped (final_heldout=False)")
     if not chief:
         return TrainResult(model, paths, start, global_step(model), heldout, "")
-    atomic_write_text(paths.heldout, json.dumps(heldout, indent=2) + "\n")
-    log(f"sampling {config.sample.num_images} images for the sample grid")
-    grid_path = grid.write(global_step(model), progress=progress)
-    log(f"sample grid: {grid_path}")
+    grid_path = ""
+    if final_grid:
+        sample = config.sample
+        steps = model.sampler(**sample_options(sample)).num_steps
+        seconds = seconds_per_score(model, sample.num_images) * steps
+        log(f"final sample grid: {sample.num_images} images x {steps} Langevin steps, "
+            f"{about(seconds)} (skip with fit.py --no-grid; fewer with "
+            f"--set sample.num_images=N or sample.steps_per_level=K)")
+        grid_path = grid.write(global_step(model), progress=progress)
+        log(f"sample grid: {grid_path}")
+    else:
+        log("final sample grid skipped (final_grid=False)")
     return TrainResult(model, paths, start, global_step(model), heldout, grid_path)
 
 

@@ -2,7 +2,7 @@
 
 Examples:
     python scripts/fit.py                                   # embedded MNIST subset, <= 15 min on CPU
-    python scripts/fit.py --config mnist --data-dir ../shared/data/mnist --steps 20
+    python scripts/fit.py --config mnist --data-dir ../shared/data/mnist --steps 20 --no-grid
     python scripts/fit.py --data-dir photos/ --set data.image_size=32 --set data.channels=3
     python scripts/fit.py --config cifar10 --set train.jit_compile=true --out runs/cifar10
     python scripts/fit.py --resume runs/quick --steps 4000  # continue a run for longer
@@ -11,6 +11,8 @@ Examples:
 Re-running the same command after an interruption continues from the last checkpoint.
 --data-dir is read whatever the preset; images of another size or channel count than the
 config's are an error that names the --set to add. The first lines say what was read.
+After training come the held-out loss and a final sample grid, each announced with an
+estimate of its time; --no-heldout and --no-grid skip them.
 train.batch_size is the global batch, split over the replicas. For several machines set
 TF_CONFIG on each and run the same command with --strategy multi_worker (see README).
 """
@@ -45,6 +47,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="continue the run in RUN_DIR with its saved config")
     add_strategy_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-heldout", action="store_true",
+                        help="skip the held-out loss after training (heldout_loss.json)")
+    parser.add_argument("--no-grid", action="store_true",
+                        help="skip the final sample grid (at paper size its Langevin chains "
+                             "take far longer than a short run's training; the time is "
+                             "announced before it starts)")
     return parser.parse_args(argv)
 
 
@@ -72,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.resume or args.out or os.path.join("runs", config.name)
     strategy = make_strategy(args.strategy, args.tpu)
     result = train(config, out, progress=not args.no_progress and is_chief(strategy),
-                   strategy=strategy)
-    print(format_heldout(result.heldout))
+                   strategy=strategy, final_heldout=not args.no_heldout,
+                   final_grid=not args.no_grid)
+    if result.heldout is not None:
+        print(format_heldout(result.heldout))
     print(f"done: step {result.final_step}; run folder {os.path.abspath(out)}")
     return 0
 
