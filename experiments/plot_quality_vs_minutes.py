@@ -25,7 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=os.path.join(DOCS, "quick_tuning.json"))
     parser.add_argument("--out", default=os.path.join(DOCS, "quality_vs_minutes.png"))
     args = parser.parse_args(argv)
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        print('error: this plot needs matplotlib: pip install "keras-ncsn[plots]" '
+              '(or: pip install "matplotlib>=3.7")', file=sys.stderr)
+        return 2
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
