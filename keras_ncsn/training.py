@@ -17,7 +17,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from keras_ncsn.callbacks import (AtomicCheckpoint, Progress, RaiseOnNaN, SampleGrid, StepLog,
                                   StopAtStep, global_step, list_checkpoints, restore_latest)
-from keras_ncsn.config import CONFIG_FILE, Config, load_config, save_config
+from keras_ncsn.config import (CONFIG_FILE, Config, SampleConfig, TrainConfig, load_config,
+                               save_config)
 from keras_ncsn.data import make_datasets
 from keras_ncsn.distribute import (check_global_batch, check_same_step, describe, is_chief,
                                    shard_by_data)
@@ -144,10 +145,8 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
     train.batch_size is the global batch, split over its replicas; only the chief writes
     files, and in a multi-worker run `out_dir` must be a folder all workers share.
 
-    After training come the held-out loss (heldout_loss.json) and a final sample grid, each
-    announced with an estimate of its time from a measured score evaluation; at paper size
-    the grid's Langevin chains take far longer than a short run's training.
-    `final_heldout=False` / `final_grid=False` (fit.py --no-heldout / --no-grid) skip them.
+    Then the held-out loss (heldout_loss.json) and a final sample grid, each announced with
+    its estimated time; `final_heldout=False` / `final_grid=False` skip them.
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
@@ -164,12 +163,7 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
     train_data, eval_data = make_datasets(config.data, train_cfg.batch_size,
                                           seed=train_cfg.seed + (saved[-1][0] if saved else 0),
                                           log=log)
-    with strategy.scope():
-        model = compile_model(build_model(config), train_cfg)
-    log(f"strategy: {describe(strategy)}, global batch {train_cfg.batch_size}")
-    log(f"model: CondRefineNetDilated ngf={config.model.ngf}, "
-        f"{count_trainable_parameters(model):,} trainable parameters "
-        f"({config.noise.num_levels} noise levels, images {config.image_shape})")
+    model = _build(config, strategy, log)
     log(f"output folder: {os.path.abspath(out_dir)}")
     if chief:
         os.makedirs(paths.logs, exist_ok=True)
@@ -181,53 +175,86 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
     grid = SampleGrid(paths.samples, config.sample, config.sample.grid_every)
     grid.set_model(model)
     if start < train_cfg.steps:
-        chunk = min(train_cfg.log_every, train_cfg.steps)
-        writers = [
-            AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
-                             train_cfg.steps, train_cfg.keep_checkpoints),
-            Progress(train_cfg.steps, show=progress),
-            StepLog(os.path.join(paths.logs, "train.csv")),
-            keras.callbacks.TensorBoard(os.path.join(paths.logs, "tensorboard"),
-                                        update_freq="epoch"),
-            grid,
-        ] if chief else []
-        model.fit(
-            shard_by_data(train_data), epochs=math.ceil(train_cfg.steps / chunk),
-            steps_per_epoch=chunk, initial_epoch=start // chunk, verbose=0, shuffle=False,
-            callbacks=[RaiseOnNaN(paths.checkpoints), StopAtStep(train_cfg.steps), *writers])
+        _fit(model, train_data, train_cfg, paths, grid, start, chief, progress)
     else:
         log(f"run already trained to step {start} (train.steps={train_cfg.steps}); "
             "raise --steps to train longer")
         use_ema_weights(model)
     heldout = None
     if final_heldout:
-        batches = int(eval_data.cardinality())
-        if chief and batches > 0:
-            seconds = (seconds_per_score(model, train_cfg.batch_size) * batches
-                       * train_cfg.eval_draws)
-            log(f"held-out loss: {batches} batches x {train_cfg.eval_draws} noise draws, "
-                f"{about(seconds)} (skip with fit.py --no-heldout)")
-        heldout = heldout_loss(model, shard_by_data(eval_data), train_cfg.eval_draws)
-        heldout["step"] = global_step(model)
-        if chief:
-            atomic_write_text(paths.heldout, json.dumps(heldout, indent=2) + "\n")
+        heldout = _final_heldout(model, eval_data, train_cfg, paths, chief, log)
     else:
         log("held-out loss skipped (final_heldout=False)")
     if not chief:
         return TrainResult(model, paths, start, global_step(model), heldout, "")
     grid_path = ""
     if final_grid:
-        sample = config.sample
-        steps = model.sampler(**sample_options(sample)).num_steps
-        seconds = seconds_per_score(model, sample.num_images) * steps
-        log(f"final sample grid: {sample.num_images} images x {steps} Langevin steps, "
-            f"{about(seconds)} (skip with fit.py --no-grid; fewer with "
-            f"--set sample.num_images=N or sample.steps_per_level=K)")
-        grid_path = grid.write(global_step(model), progress=progress)
-        log(f"sample grid: {grid_path}")
+        grid_path = _final_grid(model, grid, config.sample, progress, log)
     else:
         log("final sample grid skipped (final_grid=False)")
     return TrainResult(model, paths, start, global_step(model), heldout, grid_path)
+
+
+def _build(config: Config, strategy: tf.distribute.Strategy,
+           log: Callable[[str], None]) -> NCSN:
+    """The compiled model, built under the strategy's scope, and log lines describing it."""
+    with strategy.scope():
+        model = compile_model(build_model(config), config.train)
+    log(f"strategy: {describe(strategy)}, global batch {config.train.batch_size}")
+    log(f"model: CondRefineNetDilated ngf={config.model.ngf}, "
+        f"{count_trainable_parameters(model):,} trainable parameters "
+        f"({config.noise.num_levels} noise levels, images {config.image_shape})")
+    return model
+
+
+def _fit(model: NCSN, train_data: tf.data.Dataset, train_cfg: TrainConfig, paths: RunPaths,
+         grid: SampleGrid, start: int, chief: bool, progress: bool) -> None:
+    """Runs model.fit from step `start` to train.steps, in epochs of log_every steps;
+    only the chief writes checkpoints, logs and grids."""
+    chunk = min(train_cfg.log_every, train_cfg.steps)
+    writers = [
+        AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
+                         train_cfg.steps, train_cfg.keep_checkpoints),
+        Progress(train_cfg.steps, show=progress),
+        StepLog(os.path.join(paths.logs, "train.csv")),
+        keras.callbacks.TensorBoard(os.path.join(paths.logs, "tensorboard"),
+                                    update_freq="epoch"),
+        grid,
+    ] if chief else []
+    model.fit(
+        shard_by_data(train_data), epochs=math.ceil(train_cfg.steps / chunk),
+        steps_per_epoch=chunk, initial_epoch=start // chunk, verbose=0, shuffle=False,
+        callbacks=[RaiseOnNaN(paths.checkpoints), StopAtStep(train_cfg.steps), *writers])
+
+
+def _final_heldout(model: NCSN, eval_data: tf.data.Dataset, train_cfg: TrainConfig,
+                   paths: RunPaths, chief: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """The held-out loss after training, announced with its estimated time; the chief
+    writes heldout_loss.json."""
+    batches = int(eval_data.cardinality())
+    if chief and batches > 0:
+        seconds = (seconds_per_score(model, train_cfg.batch_size) * batches
+                   * train_cfg.eval_draws)
+        log(f"held-out loss: {batches} batches x {train_cfg.eval_draws} noise draws, "
+            f"{about(seconds)} (skip with fit.py --no-heldout)")
+    heldout = heldout_loss(model, shard_by_data(eval_data), train_cfg.eval_draws)
+    heldout["step"] = global_step(model)
+    if chief:
+        atomic_write_text(paths.heldout, json.dumps(heldout, indent=2) + "\n")
+    return heldout
+
+
+def _final_grid(model: NCSN, grid: SampleGrid, sample: SampleConfig, progress: bool,
+                log: Callable[[str], None]) -> str:
+    """The final sample grid, announced with its estimated time; returns its path."""
+    steps = model.sampler(**sample_options(sample)).num_steps
+    seconds = seconds_per_score(model, sample.num_images) * steps
+    log(f"final sample grid: {sample.num_images} images x {steps} Langevin steps, "
+        f"{about(seconds)} (skip with fit.py --no-grid; fewer with "
+        f"--set sample.num_images=N or sample.steps_per_level=K)")
+    grid_path = grid.write(global_step(model), progress=progress)
+    log(f"sample grid: {grid_path}")
+    return grid_path
 
 
 def use_ema_weights(model: NCSN) -> None:
