@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_ncsn.backbone import LAYER_ATTRIBUTES, CondRefineNetDilated
 from keras_ncsn.config import OBJECTIVES, Config, SampleConfig, TrainConfig
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.backbone import LAYER_ATTRIBUTES, CondRefineNetDilated
 from keras_ncsn.losses import annealed_ssm_per_sample, dsm_per_sample, random_projections
-from keras_ncsn.noise import get_sigmas
 from keras_ncsn.masks import check_images
+from keras_ncsn.noise import get_sigmas
 from keras_ncsn.sampling import LangevinSampler, sampler_from_config
 
 
@@ -222,25 +222,24 @@ def _backbone_layout(path: str) -> Iterator[str]:
         yield path
         return
     with h5py.File(path, "r") as old:
-        if "backbone" in old or LAYER_ATTRIBUTES[0] not in old:
-            yield path
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            converted = os.path.join(folder, "converted.weights.h5")
-            with h5py.File(converted, "w") as new:
-                for key, value in old.attrs.items():
-                    new.attrs[key] = value
-                for key in old:
-                    if key in LAYER_ATTRIBUTES:
-                        old.copy(old[key], new, name=f"backbone/{key}")
-                    elif key != "vars":
-                        old.copy(old[key], new, name=key)
-                own = new.create_group("vars")
-                new.create_group("backbone/vars")
-                for name in old["vars"]:  # "0" is the sigma table, the rest stays the model's
-                    target = new["backbone/vars"] if name == "0" else own
-                    old.copy(old["vars"][name], target, name=name)
-            yield converted
+        former = "backbone" not in old and LAYER_ATTRIBUTES[0] in old
+    if not former:
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        converted = os.path.join(folder, "converted.weights.h5")
+        with h5py.File(path, "r") as old, h5py.File(converted, "w") as new:
+            for key, value in old.attrs.items():
+                new.attrs[key] = value
+            for key in old:
+                if key in LAYER_ATTRIBUTES:
+                    old.copy(old[key], new, name=f"backbone/{key}")
+                elif key != "vars":
+                    old.copy(old[key], new, name=key)
+            own, backbone_own = new.create_group("vars"), new.create_group("backbone/vars")
+            for name in old["vars"]:  # "0" is the sigma table; the seed state stays the model's
+                old.copy(old["vars"][name], backbone_own if name == "0" else own, name=name)
+        yield converted
 
 
 def per_sample_losses(model: NCSN, data, training: bool, objectives: Collection[str]
