@@ -120,3 +120,13 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         print("interrupted: the last checkpoint is kept; run the same command to resume",
               file=sys.stderr)
         return 130
+
+
+def entry_point(main: Callable[[Sequence[str] | None], int]) -> Callable[[], int]:
+    """A console entry point (pyproject's [project.scripts]) for a command's `main`: the
+    command line from sys.argv, user errors as one line (`run_main`)."""
+    def cli() -> int:
+        return run_main(main)
+
+    cli.__doc__ = f"Console entry point for {main.__module__}.main."
+    return cli

@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, TINY, load_script
+from keras_ncsn.cli import run_main
 from keras_ncsn.config import Config, DataConfig, get_config, override
 from keras_ncsn.data import make_datasets
 from keras_ncsn.errors import ConfigError, OutputError
@@ -294,7 +295,7 @@ CASES = [
 def test_bad_input_is_one_line_and_changes_no_file(world, capsys, script, args, words):
     before = _snapshot(world["root"])
     module = SCRIPTS[script]
-    code = module.run_main(module.main, [arg.format(**world) for arg in args])
+    code = run_main(module.main, [arg.format(**world) for arg in args])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
@@ -451,7 +452,7 @@ def test_export_overwrite_replaces_only_an_earlier_export(world, tmp_path, monke
     assert "export one" in (out / "MODEL_CARD.md").read_text()
     (out / "stale.txt").write_text("left by the first export's user")
     before = _snapshot(str(out))
-    assert export.run_main(export.main, [world["run"], "--out", str(out)]) == 2
+    assert run_main(export.main, [world["run"], "--out", str(out)]) == 2
     assert "add --overwrite" in capsys.readouterr().err and _snapshot(str(out)) == before
     assert export.main([world["run"], "--out", str(out), "--note", "export two",
                         "--overwrite"]) == 0

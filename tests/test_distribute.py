@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SMALL, load_script, set_args
+from keras_ncsn.cli import run_main
 from keras_ncsn.callbacks import list_checkpoints
 
 SMALL_ARGS = set_args(SMALL)
@@ -144,7 +145,7 @@ def test_bad_strategy_gives_one_line_error(tmp_path, capsys, monkeypatch, args, 
                                 (sample_script, [str(tmp_path / "run")])):
         if script is sample_script:
             _fake_run(tmp_path / "run")
-        code = script.run_main(script.main, ["--no-progress", *script_args, *args])
+        code = run_main(script.main, ["--no-progress", *script_args, *args])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: ") and words in err, err
         assert err.count("\n") == 1
@@ -162,7 +163,7 @@ def _fake_run(folder) -> None:
 
 def test_bad_tf_config_is_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    code = fit.run_main(fit.main, ["--no-progress", *SMALL_ARGS, "--out", str(tmp_path / "r"),
+    code = run_main(fit.main, ["--no-progress", *SMALL_ARGS, "--out", str(tmp_path / "r"),
                                    "--strategy", "multi_worker"])
     err = capsys.readouterr().err
     assert code == 2 and "TF_CONFIG is not valid" in err and err.count("\n") == 1

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SMALL, load_script, set_args
+from keras_ncsn.cli import run_main
 from keras_ncsn.errors import CheckpointError
 from keras_ncsn.evaluation import features, metrics
 from keras_ncsn.evaluation.report import DEFAULT_CLASSIFIER
@@ -190,7 +191,7 @@ def test_classifier_script_reaches_the_required_accuracy(tmp_path, capsys, name,
         pytest.skip(f"no {name} IDX files at {folder}")
     script = load_script("train_classifier")
     out = str(tmp_path / f"{name}.keras")
-    code = script.run_main(script.main, ["--data-dir", folder, "--epochs", str(epochs), "--out", out,
+    code = run_main(script.main, ["--data-dir", folder, "--epochs", str(epochs), "--out", out,
                                          "--min-accuracy", str(minimum), "--no-progress"])
     assert code == 0, capsys.readouterr().err
 
@@ -198,7 +199,7 @@ def test_classifier_script_reaches_the_required_accuracy(tmp_path, capsys, name,
 # scripts/evaluate.py ---------------------------------------------------------------------------
 
 def _evaluate(capsys, *args: str) -> tuple[int, str, str]:
-    code = evaluate_script.run_main(evaluate_script.main, ["--no-progress", *args])
+    code = run_main(evaluate_script.main, ["--no-progress", *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -235,7 +236,7 @@ def _check_report(out: str, num_samples: int, source: str) -> dict:
 def test_evaluate_a_tiny_run_and_the_real_floor(tmp_path, capsys):
     """Trains an 8x8 run (images resized to 28x28 for the classifier) and evaluates it."""
     run = str(tmp_path / "run")
-    assert fit.run_main(fit.main, ["--no-progress", "--out", run, *set_args(SMALL)]) == 0
+    assert run_main(fit.main, ["--no-progress", "--out", run, *set_args(SMALL)]) == 0
     code, stdout, err = _evaluate(capsys, run, "--num-samples", "6", "--batch", "4",
                                   "--out", str(tmp_path / "eval"), "--feature-neighbours")
     assert code == 0, err

@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, SMALL, load_script, train_run
+from keras_ncsn.cli import run_main
 from keras_ncsn.config import get_config
 from keras_ncsn.errors import ConfigError, ExportError
 from keras_ncsn.export import load_export, training_command
@@ -113,7 +114,8 @@ def _onnx_sample_without_tensorflow(folder: str, cwd: str, *args: str):
         assert "tensorflow" not in sys.modules
         sys.path.insert(0, {os.path.join(REPO, "scripts")!r})
         import onnx_sample
-        code = onnx_sample.run_main(onnx_sample.main, [{folder!r}, *{list(args)!r}])
+        from keras_ncsn.cli import run_main
+        code = run_main(onnx_sample.main, [{folder!r}, *{list(args)!r}])
         assert "tensorflow" not in sys.modules, "TensorFlow was imported"
         sys.exit(code)
     """, cwd)
@@ -196,7 +198,7 @@ def test_bad_export_folder_gives_one_line_error(tmp_path, capsys, damage, words)
                 f.truncate(1000)
     args = [str(folder), "--sampler", "onnx", "--num-images", "1", "--out",
             str(tmp_path / "grid.png")]
-    assert onnx_sample.run_main(onnx_sample.main, args) == 2
+    assert run_main(onnx_sample.main, args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and words in err and err.count("\n") == 1
     if damage != "truncated_sampler":
@@ -206,7 +208,7 @@ def test_bad_export_folder_gives_one_line_error(tmp_path, capsys, damage, words)
 
 def test_export_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
     args = [str(tmp_path / "no_run"), "--out", str(tmp_path / "out")]
-    assert export_script.run_main(export_script.main, args) == 2
+    assert run_main(export_script.main, args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not exist" in err and err.count("\n") == 1
     assert not os.path.exists(tmp_path / "out")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY, load_script, set_args
+from keras_ncsn.cli import run_main
 from keras_ncsn import callbacks, training
 from keras_ncsn.callbacks import global_step, list_checkpoints, restore_latest
 from keras_ncsn.config import get_config, load_config
@@ -25,7 +26,7 @@ TINY_ARGS = set_args(TINY)
 
 
 def run_fit(capsys, *args: str) -> tuple[int, str, str]:
-    code = fit.run_main(fit.main, ["--no-progress", *TINY_ARGS, *args])
+    code = run_main(fit.main, ["--no-progress", *TINY_ARGS, *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

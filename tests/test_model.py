@@ -293,7 +293,7 @@ def test_mixed_precision_trains_on_cpu(precision):
 def test_mixed_bfloat16_reaches_the_float32_held_out_loss(tmp_path):
     """Same seed, same small run: bfloat16 compute must end within 5% of float32's loss.
 
-    Measured at 600 steps (README "Training at scale"): bfloat16 vs float32 0.1% (seed 0)
+    Measured at 600 steps (docs/training_at_scale.md): bfloat16 vs float32 0.1% (seed 0)
     and 3.4% (seed 1) apart, while float32 with another seed is 6% away: 5% sits above the
     precision effect seen and below the seed-to-seed spread.
     """

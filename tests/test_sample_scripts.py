@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY, load_script, train_run
+from keras_ncsn.cli import run_main
 from keras_ncsn.data import load_images
 from keras_ncsn.config import load_config
 from keras_ncsn.masks import random_pixel_mask
@@ -139,7 +140,7 @@ def test_bad_input_gives_one_line_error(run, run_without_checkpoint, tmp_path, c
     paths = {"run": run, "empty": run_without_checkpoint, "small": str(small),
              "missing": str(tmp_path / "no_such_run")}
     module = {"sample": sample, "inpaint": inpaint}[script]
-    code = module.run_main(module.main, [a.format(**paths) for a in args] + ["--no-progress"])
+    code = run_main(module.main, [a.format(**paths) for a in args] + ["--no-progress"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and words in err and err.count("\n") == 1

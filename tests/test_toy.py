@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import load_script
+from keras_ncsn.cli import run_main
 from keras_ncsn.config import DataConfig
 from keras_ncsn.errors import ConfigError
 from keras_ncsn.sampling import AnnealedLangevin
@@ -152,7 +153,7 @@ def test_script_quick_runs_write_figure_and_numbers(tmp_path, capsys, command):
     extra = (["--data-dir", _tiny_images(tmp_path), "--image-size", "8"] if command == "fig1"
              else [])
     out = tmp_path / "out"
-    code = toy_script.run_main(toy_script.main, [command, "--quick", "--out", str(out), *extra])
+    code = run_main(toy_script.main, [command, "--quick", "--out", str(out), *extra])
     assert code == 0
     stem = toy_script.STEMS[command]
     assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -174,10 +175,10 @@ def test_script_quick_runs_write_figure_and_numbers(tmp_path, capsys, command):
 
 
 def test_script_reports_bad_input_in_one_line(tmp_path, capsys):
-    code = toy_script.run_main(toy_script.main, ["fig1", "--quick", "--out", str(tmp_path),
+    code = run_main(toy_script.main, ["fig1", "--quick", "--out", str(tmp_path),
                                                  "--data-dir", str(tmp_path / "missing.npz")])
     err = capsys.readouterr().err
     assert code == 2 and "does not exist" in err and err.count("\n") == 1
-    assert toy_script.run_main(toy_script.main, ["fig3", "--chains", "0", "--out",
+    assert run_main(toy_script.main, ["fig3", "--chains", "0", "--out",
                                                  str(tmp_path)]) == 2
     assert "chains must be" in capsys.readouterr().err

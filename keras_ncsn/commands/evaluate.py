@@ -32,7 +32,7 @@ import shlex
 import sys
 from typing import Sequence
 
-from keras_ncsn.cli import require_matplotlib, run_main, start_tensorflow
+from keras_ncsn.cli import entry_point, require_matplotlib, start_tensorflow
 
 # Options of --likelihood only (argparse dest -> flag).
 LIKELIHOOD_FLAGS = {"images": "--images", "draws": "--draws", "one_level": "--one-level",
@@ -135,9 +135,7 @@ def likelihood_options(args: argparse.Namespace) -> dict[str, object]:
             if getattr(args, name) is not None and getattr(args, name) is not False}
 
 
-def cli() -> int:
-    """Console entry point (ncsn-evaluate): `main` with user errors as one line."""
-    return run_main(main)
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-from keras_ncsn.cli import run_main, start_tensorflow
+from keras_ncsn.cli import entry_point, start_tensorflow
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -53,9 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> int:
-    """Console entry point (ncsn-export): `main` with user errors as one line."""
-    return run_main(main)
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ config's are an error that names the --set to add. The first lines say what was 
 After training come the held-out loss and a final sample grid, each announced with an
 estimate of its time; --no-heldout and --no-grid skip them.
 train.batch_size is the global batch, split over the replicas. For several machines set
-TF_CONFIG on each and run the same command with --strategy multi_worker (see README).
+TF_CONFIG on each and run the same command with --strategy multi_worker (see docs/training_at_scale.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Sequence
 
-from keras_ncsn.cli import add_strategy_arguments, run_main, start_tensorflow
+from keras_ncsn.cli import add_strategy_arguments, entry_point, start_tensorflow
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -88,9 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> int:
-    """Console entry point (ncsn-fit): `main` with user errors as one line."""
-    return run_main(main)
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

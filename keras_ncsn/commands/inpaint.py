@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_ncsn.cli import run_main, start_tensorflow
+from keras_ncsn.cli import entry_point, start_tensorflow
 
 
 HALF_MASKS = ("top", "bottom", "left", "right")
@@ -153,9 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> int:
-    """Console entry point (ncsn-inpaint): `main` with user errors as one line."""
-    return run_main(main)
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Sequence
 
-from keras_ncsn.cli import run_main
+from keras_ncsn.cli import entry_point
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -60,9 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> int:
-    """Console entry point (ncsn-onnx-sample): `main` with user errors as one line."""
-    return run_main(main)
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_ncsn.cli import add_strategy_arguments, run_main, start_tensorflow
+from keras_ncsn.cli import add_strategy_arguments, entry_point, start_tensorflow
 
 # Sample settings that sampling a run ignores: --set of one is an error (key -> instead).
 UNUSED_SETTINGS = {"sample.grid_every": "it spaces fit.py's sample grids; --strip K snapshots "
@@ -138,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> int:
-    """Console entry point (ncsn-sample): `main` with user errors as one line."""
-    return run_main(main)
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

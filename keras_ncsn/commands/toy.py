@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Sequence
 
-from keras_ncsn.cli import require_matplotlib, run_main, start_tensorflow
+from keras_ncsn.cli import entry_point, require_matplotlib, start_tensorflow
 
 
 # The checkout this module sits in (keras_ncsn/commands/ -> the repository): fig1's default
@@ -188,9 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> int:
-    """Console entry point (ncsn-toy): `main` with user errors as one line."""
-    return run_main(main)
+cli = entry_point(main)
 
 
 if __name__ == "__main__":

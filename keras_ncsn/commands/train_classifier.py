@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Sequence
 
-from keras_ncsn.cli import run_main, start_tensorflow
+from keras_ncsn.cli import entry_point, start_tensorflow
 
 # The checkout's package data, which the evaluation uses when no --classifier is given.
 DEFAULT_OUT = os.path.join("keras_ncsn", "assets", "mnist_classifier.keras")
@@ -83,9 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> int:
-    """Console entry point (ncsn-train-classifier): `main` with user errors as one line."""
-    return run_main(main)
+cli = entry_point(main)
 
 
 if __name__ == "__main__":
