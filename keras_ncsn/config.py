@@ -26,7 +26,7 @@ METHODS = ("annealed_langevin", "ancestral")
 LANGEVIN_ONLY = ("steps_per_level", "step_size", "convention", "init", "denoise")
 LR_SCHEDULES = ("constant", "cosine")
 # Training objectives: denoising score matching, sliced score matching, and its
-# variance-reduced form (keras_ncsn.losses; README "Reproducing the paper").
+# variance-reduced form (keras_ncsn.losses; docs/reproducing_the_paper.md).
 OBJECTIVES = ("dsm", "ssm", "ssm_vr")
 
 

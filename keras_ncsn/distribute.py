@@ -107,7 +107,7 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.S
     if name == "multi_worker":  # before anything starts TensorFlow's runtime
         if not _tf_config_tasks():
             raise ConfigError("--strategy multi_worker needs the TF_CONFIG environment variable "
-                              "(the cluster's addresses and this task; see README)")
+                              "(the cluster's addresses and this task; see docs/training_at_scale.md)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         return _tpu_strategy(tpu)
