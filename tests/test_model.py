@@ -95,7 +95,11 @@ def test_checkpoints_of_the_layout_before_the_backbone_still_load(tmp_path):
         keras.utils.set_random_seed(1)  # other initial weights than the fixture's
         model = compile_model(build_model(config), config.train)
         model.load_weights(path)
-        np.testing.assert_array_equal(model(inputs, training=False).numpy(), expected["score"])
+        # The forward pass is compared with a float32 tolerance because another CPU's kernels
+        # (the CI machine's) round differently; wrongly mapped weights differ by O(1), not 1e-5.
+        # The optimizer and seed states below are stored values, so they match exactly.
+        np.testing.assert_allclose(model(inputs, training=False).numpy(), expected["score"],
+                                   rtol=1e-3, atol=1e-5)
         np.testing.assert_array_equal([v.numpy().ravel()[0] for v in model.optimizer.variables],
                                       expected["optimizer"])
         np.testing.assert_array_equal(model.seed_generator.state.numpy(), expected["seed_state"])
