@@ -34,6 +34,7 @@ what a seed means there.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import logging
@@ -45,7 +46,7 @@ from typing import Iterator, Sequence
 import keras
 import tensorflow as tf
 
-from keras_ncsn.config import PRESETS, Config, save_config
+from keras_ncsn.config import PRESETS, Config, SampleConfig, save_config
 from keras_ncsn.errors import ExportError
 from keras_ncsn.images import save_grid
 from keras_ncsn.io import atomic_path, atomic_write_text, check_output_folder
@@ -343,7 +344,7 @@ def export_run(run_dir: str, out: str, *, command: str | None = None,
     if os.path.isfile(heldout_path):
         with open(heldout_path, encoding="utf-8") as f:
             heldout = json.load(f)
-    evaluation = run_evaluation(run_dir, step)
+    evaluation = run_evaluation(run_dir, step, config.sample)
     name = os.path.basename(os.path.normpath(out))
     with atomic_path(out, is_dir=True) as tmp:
         save_config(config, tmp)
@@ -356,14 +357,25 @@ def export_run(run_dir: str, out: str, *, command: str | None = None,
     return out
 
 
-def run_evaluation(run_dir: str, step: int) -> dict | None:
-    """RUN/eval/metrics.json (`scripts/evaluate.py RUN`) if it evaluated the run at `step`."""
+# Sample settings that do not change the chain a sample follows.
+NOT_CHAIN_SETTINGS = ("num_images", "grid_every", "seed", "jit_compile")
+
+
+def run_evaluation(run_dir: str, step: int, sample: SampleConfig) -> dict | None:
+    """RUN/eval/metrics.json (`scripts/evaluate.py RUN`) if it evaluated the run at `step`
+    with the sampler `sample` exports: figures of another sampler (`--set sample.KEY=...`)
+    would describe samples the export does not draw."""
     path = os.path.join(run_dir, "eval", "metrics.json")
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
         evaluation = json.load(f)
-    return evaluation if evaluation.get("step") == step and "classes" in evaluation else None
+    if evaluation.get("step") != step or "classes" not in evaluation:
+        return None
+    used = evaluation.get("sampler", {})
+    same = all(used.get(key) == value for key, value in dataclasses.asdict(sample).items()
+               if key not in NOT_CHAIN_SETTINGS)
+    return evaluation if same else None
 
 
 def load_export(folder: str):

@@ -8,6 +8,7 @@ minutes on a 2-core CPU) and compare every runtime with the Keras model it came 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from conftest import REPO, SMALL, load_script, train_run
 from keras_ncsn.cli import run_main
 from keras_ncsn.config import get_config
 from keras_ncsn.errors import ConfigError, ExportError
-from keras_ncsn.export import load_export, training_command
+from keras_ncsn.export import load_export, run_evaluation, training_command
 from keras_ncsn.onnx_runtime import REQUIRED_FILES, OnnxExport
 from keras_ncsn.masks import center_square_mask, half_mask
 from keras_ncsn.sampling import sample_options
@@ -218,6 +219,18 @@ def test_training_command_rebuilds_the_fit_command():
     assert training_command(get_config("quick")) == "python scripts/fit.py"
     assert training_command(get_config("mnist", ["train.steps=5"])) == \
         "python scripts/fit.py --config mnist --set train.steps=5"
+
+
+def test_model_card_reports_only_an_evaluation_of_the_exported_sampler(tmp_path):
+    sample = get_config("quick").sample
+    os.makedirs(tmp_path / "eval")
+    recorded = {**dataclasses.asdict(sample), "num_images": 500, "seed": 3}
+    with open(tmp_path / "eval" / "metrics.json", "w", encoding="utf-8") as f:
+        json.dump({"step": 7, "classes": {}, "sampler": recorded}, f)
+    assert run_evaluation(str(tmp_path), 7, sample) is not None  # batch size, seed: same chain
+    assert run_evaluation(str(tmp_path), 8, sample) is None      # another step
+    tuned = dataclasses.replace(sample, step_size=2 * sample.step_size)
+    assert run_evaluation(str(tmp_path), 7, tuned) is None       # another sampler
 
 
 # A tiny run exported end to end ------------------------------------------------------------
