@@ -17,7 +17,7 @@ from keras_ncsn.errors import ConfigError
 from keras_ncsn.io import atomic_write_text
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-CONVENTIONS = ("paper", "reference_code")
+CONVENTIONS = ("paper", "reference_code", "consistent")
 INITS = ("uniform", "gaussian")
 # Samplers: annealed Langevin dynamics (Algorithm 1) or the VE ancestral sampler, the
 # generative chain of the likelihood bound (keras_ncsn.likelihood).
@@ -165,7 +165,9 @@ class SampleConfig:
     """Sampler settings: annealed Langevin dynamics (Algorithm 1 of the paper) by default.
 
     `convention` "reference_code" is x + a*s + sqrt(2a) z with a = step_size*(sigma_i/sigma_L)^2,
-    as the authors' code (and their published samples); "paper" is x + a/2*s + sqrt(a) z.
+    as the authors' code (and their published samples); "paper" is x + a/2*s + sqrt(a) z;
+    "consistent" is x + a*s + sigma_i*sqrt(1 - (1 - eta)^2) z, eta = step_size / sigma_L^2,
+    which keeps the chain at the level's noise (`keras_ncsn.noise.step_sizes`).
     `method` "ancestral" is the VE ancestral sampler (`keras_ncsn.sampling.AncestralSampler`):
     one step per level from its prior N(0, sigma_1^2 I), ending with the denoising step, so
     steps_per_level, step_size, convention, init and denoise are Langevin settings it ignores.

@@ -36,9 +36,15 @@ def step_sizes(sigmas: Sequence[float], step_size: float,
                convention: str = "reference_code") -> tuple[np.ndarray, np.ndarray]:
     """Per-level (drift coefficient, noise std) of x <- x + drift * s + noise_std * z.
 
-    The one place the two conventions are written down: with alpha_i = step_size *
+    The one place the conventions are written down: with alpha_i = step_size *
     (sigma_i / sigma_L)^2, "paper" is (alpha_i / 2, sqrt(alpha_i)) and "reference_code" is
     (alpha_i, sqrt(2 alpha_i)). A single level gives plain Langevin with alpha = step_size.
+
+    "consistent" keeps the drift alpha_i and adds the noise sigma_i * sqrt(1 - (1 - eta)^2),
+    eta = alpha_i / sigma_i^2 = step_size / sigma_L^2: the consistency condition of
+    Jolicoeur-Martineau et al. 2020 (consistent annealed sampling) within a level. A point
+    perturbed by N(0, sigma_i^2) stays at exactly that noise after every step, where
+    "reference_code" drifts to sqrt(2 / (2 - eta)) sigma_i, so eta up to 2 stays usable.
     """
     table = check_sigmas(sigmas)
     if not step_size > 0:
@@ -49,6 +55,13 @@ def step_sizes(sigmas: Sequence[float], step_size: float,
     alpha = step_size * (table / table[-1]) ** 2
     if convention == "paper":
         return alpha / 2, np.sqrt(alpha)
+    if convention == "consistent":
+        eta = step_size / table[-1] ** 2
+        if eta > 2:
+            raise ConfigError(f"convention consistent needs step_size <= 2 sigma_L^2 = "
+                              f"{2 * table[-1] ** 2:g} (the noise it removes per step), got "
+                              f"{step_size:g}")
+        return alpha, table * np.sqrt(1 - (1 - eta) ** 2)
     return alpha, np.sqrt(2 * alpha)
 
 

@@ -9,6 +9,7 @@ Step-size conventions (see `keras_ncsn.noise.step_sizes`), with
 alpha_i = step_size * (sigma_i / sigma_L)^2:
   "paper":          x <- x + alpha_i / 2 * s + sqrt(alpha_i) z
   "reference_code": x <- x + alpha_i * s + sqrt(2 alpha_i) z   (the authors' code; default)
+  "consistent":     x <- x + alpha_i * s + sigma_i sqrt(1 - (1 - eta)^2) z, eta = alpha_i / sigma_i^2
 so "paper" with step_size 2e is the same sampler as "reference_code" with step_size e.
 
 Every run is one `tf.while_loop` over a flat step counter k in [0, L*T) (level = k // T) in one

@@ -83,6 +83,29 @@ def test_step_sizes_conventions():
     np.testing.assert_allclose([drift[0], noise[0]], [0.05, np.sqrt(0.1)])
 
 
+@pytest.mark.parametrize("eta", [0.2, 0.8, 1.5])
+def test_consistent_convention_keeps_the_chain_at_the_level_noise(eta):
+    # Data one point (mu): at every level the score is -(x - mu) / sigma^2, so the chain's
+    # spread around mu is the noise it carries. reference_code settles at sqrt(2 / (2 - eta))
+    # sigma_L; consistent at sigma_L exactly, whatever the step.
+    point = gaussian_score(std=0.0)
+    found = {}
+    for convention in ("reference_code", "consistent"):
+        x = sampler(point, steps_per_level=40, step_size=eta * SIGMAS[-1] ** 2,
+                    convention=convention)((4000, 2, 2, 1), seed=0).numpy()
+        found[convention] = (x - MU).std() / SIGMAS[-1]
+    assert found["consistent"] == pytest.approx(1.0, rel=0.02)
+    assert found["reference_code"] == pytest.approx(np.sqrt(2 / (2 - eta)), rel=0.02)
+    drift, noise = step_sizes([1.0, 0.1], eta * 0.01, "consistent")
+    np.testing.assert_allclose(drift, eta * 0.01 * np.array([100, 1]))
+    np.testing.assert_allclose(noise, np.array([1.0, 0.1]) * np.sqrt(1 - (1 - eta) ** 2))
+
+
+def test_consistent_convention_refuses_a_step_past_its_range():
+    with pytest.raises(ConfigError, match="step_size <= 2 sigma_L"):
+        step_sizes([1.0, 0.1], 0.03, "consistent")
+
+
 def test_paper_convention_with_double_step_is_reference_code():
     paper = sampler(step_size=2e-3, convention="paper")((8, 4, 4, 1), seed=3)
     reference = sampler(step_size=1e-3, convention="reference_code")((8, 4, 4, 1), seed=3)
