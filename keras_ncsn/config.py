@@ -203,6 +203,13 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
+    def __post_init__(self) -> None:
+        # Checked here, before training, not when the final grid builds the sampler.
+        limit = 2 * self.noise.sigma_end ** 2
+        _check(self.sample.convention != "consistent" or self.sample.step_size <= limit,
+               f"sample.convention=consistent needs sample.step_size <= 2 noise.sigma_end^2 "
+               f"= {limit:g}, got {self.sample.step_size:g}")
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.data.image_size, self.data.image_size, self.data.channels)

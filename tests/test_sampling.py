@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_ncsn.config import SampleConfig
+from keras_ncsn.config import SampleConfig, get_config
 from keras_ncsn.errors import ConfigError
 from keras_ncsn.images import load_mask_png
 from keras_ncsn.masks import broadcast_mask, center_square_mask, half_mask, random_pixel_mask
@@ -104,6 +104,9 @@ def test_consistent_convention_keeps_the_chain_at_the_level_noise(eta):
 def test_consistent_convention_refuses_a_step_past_its_range():
     with pytest.raises(ConfigError, match="step_size <= 2 sigma_L"):
         step_sizes([1.0, 0.1], 0.03, "consistent")
+    with pytest.raises(ConfigError, match="sample.step_size <= 2 noise.sigma_end"):  # before training
+        get_config("quick", ["sample.convention=consistent", "sample.step_size=1e-3"])
+    assert get_config("quick", ["sample.convention=consistent"]).sample.step_size == 8e-5
 
 
 def test_paper_convention_with_double_step_is_reference_code():
