@@ -160,6 +160,12 @@ class TrainConfig:
         _check(self.clip_norm >= 0, "train.clip_norm must be >= 0 (0 turns clipping off)")
 
 
+def consistent_step_limit(sigma_end: float) -> float:
+    """Largest step_size of the "consistent" convention: 2 sigma_L^2, where one step would
+    remove more than all of a level's noise (eta = step_size / sigma_L^2 > 2)."""
+    return 2 * sigma_end ** 2
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """Sampler settings: annealed Langevin dynamics (Algorithm 1 of the paper) by default.
@@ -205,7 +211,7 @@ class Config:
 
     def __post_init__(self) -> None:
         # Checked here, before training, not when the final grid builds the sampler.
-        limit = 2 * self.noise.sigma_end ** 2
+        limit = consistent_step_limit(self.noise.sigma_end)
         _check(self.sample.convention != "consistent" or self.sample.step_size <= limit,
                f"sample.convention=consistent needs sample.step_size <= 2 noise.sigma_end^2 "
                f"= {limit:g}, got {self.sample.step_size:g}")

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_ncsn.config import CONVENTIONS, NoiseConfig
+from keras_ncsn.config import CONVENTIONS, NoiseConfig, consistent_step_limit
 from keras_ncsn.errors import ConfigError
 
 
@@ -56,11 +56,11 @@ def step_sizes(sigmas: Sequence[float], step_size: float,
     if convention == "paper":
         return alpha / 2, np.sqrt(alpha)
     if convention == "consistent":
-        eta = step_size / table[-1] ** 2
-        if eta > 2:
+        limit = consistent_step_limit(table[-1])
+        if step_size > limit:
             raise ConfigError(f"convention consistent needs step_size <= 2 sigma_L^2 = "
-                              f"{2 * table[-1] ** 2:g} (the noise it removes per step), got "
-                              f"{step_size:g}")
+                              f"{limit:g} (the noise it removes per step), got {step_size:g}")
+        eta = step_size / table[-1] ** 2
         return alpha, table * np.sqrt(1 - (1 - eta) ** 2)
     return alpha, np.sqrt(2 * alpha)
 
