@@ -78,13 +78,23 @@ def _checked(tensors: Sequence[tf.Tensor],
         return [tf.identity(t) for t in tensors]
 
 
-def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
+def save_saved_model(model: NCSN, sample: SampleConfig, path: str) -> None:
     """Writes the SavedModel with endpoints sample (= serving_default), sample_ancestral,
-    inpaint, score, sigmas.
+    inpaint, score, sigmas; `sample` is the sampler's config.
 
     `keras.export.ExportArchive` expresses all of it: endpoints are arbitrary functions over
-    the tracked model's variables (wrapped in tf.function without autograph).
+    the model's variables (wrapped in tf.function without autograph), which it collects from
+    the endpoints. Two things keep the folder to one copy of the weights and of the network:
+    - the model is not `track`ed (that is for lookup tables): tracking saves each weight a
+      second time, once as the Keras variable and once as the tf.Variable the endpoints read;
+    - every endpoint calls one traced score network. Inlined, the network's few thousand
+      ops would be stored in each while-loop body and denoising branch: six times, 9 MB.
     """
+    network = tf.function(model.score, input_signature=_score_signature(model),
+                          autograph=False)
+    sigmas = keras.ops.convert_to_numpy(model.sigmas)
+    sampler = LangevinSampler.from_config(network, sigmas, sample)
+    ancestral = LangevinSampler.from_config(network, sigmas, sample, method="ancestral")
     height, width, channels = model.image_shape
     image = tf.TensorSpec([None, height, width, channels], tf.float32, name="images")
     seed = tf.TensorSpec([], tf.int64, name="seed")
@@ -121,17 +131,14 @@ def save_saved_model(model: NCSN, sampler: LangevinSampler, path: str) -> None:
                                "level_index must hold one level per image of x"),
             ((level_index >= 0) & (level_index < model.num_levels),
              f"level_index must be in [0, {model.num_levels})"))
-        return model.score(x, level_index)
+        return network(x, level_index)
 
     def sigmas() -> tf.Tensor:
         return tf.identity(model.sigmas)
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
     count = tf.TensorSpec([], tf.int32, name="num_images")
     archive.add_endpoint("sample", sampling(sampler), [count, seed])
-    ancestral = model.sampler(method="ancestral", clip=sampler.clip,
-                              jit_compile=sampler.jit_compile)
     archive.add_endpoint("sample_ancestral", sampling(ancestral), [count, seed])
     archive.add_endpoint("inpaint", inpaint, [
         image, tf.TensorSpec([None, height, width, None], tf.float32, name="mask"), seed])
@@ -169,9 +176,64 @@ def _save_onnx(function: tf.types.experimental.ConcreteFunction, path: str,
     (result,) = [t.name for t in frozen.outputs]
     renames = {name: name.split(":")[0] for name in inputs} | {result: output}
     with _quiet_tf2onnx():
-        tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inputs,
-                                       output_names=[result], opset=ONNX_OPSET,
-                                       tensors_to_rename=renames, output_path=path)
+        proto, _ = tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(), input_names=inputs, output_names=[result],
+            opset=ONNX_OPSET, tensors_to_rename=renames)
+    share_initializers(proto.graph)
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def _subgraphs(node) -> Iterator:
+    """The graphs in a node's attributes (a Loop's body, an If's branches)."""
+    import onnx
+
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            yield attribute.g
+        yield from attribute.graphs
+
+
+def _rename_inputs(graph, renames: dict[str, str]) -> None:
+    """Points the node inputs of `graph` and of its subgraphs at new names."""
+    for node in graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        for subgraph in _subgraphs(node):
+            _rename_inputs(subgraph, renames)
+
+
+def _content(tensor) -> bytes:
+    """A tensor's dtype, shape and values, serialised without its name."""
+    copy = type(tensor)()
+    copy.CopyFrom(tensor)
+    copy.ClearField("name")
+    return copy.SerializeToString(deterministic=True)
+
+
+def share_initializers(graph, outer: dict[bytes, str] | None = None) -> int:
+    """Drops each subgraph initializer that equals one of an enclosing graph and reads the
+    enclosing one instead (ONNX subgraphs see outer-scope names); returns how many.
+
+    tf2onnx lifts the Loop body's weights into the main graph but gives the If branch of
+    the final denoising step its own copy of every weight: twice the weights in
+    sampler.onnx without this.
+    """
+    outer = dict(outer or {})
+    for tensor in graph.initializer:
+        outer.setdefault(_content(tensor), tensor.name)
+    shared = 0
+    for node in graph.node:
+        for subgraph in _subgraphs(node):
+            outputs = {value.name for value in subgraph.output}
+            contents = {tensor.name: _content(tensor) for tensor in subgraph.initializer}
+            renames = {name: outer[content] for name, content in contents.items()
+                       if name not in outputs and content in outer}
+            kept = [tensor for tensor in subgraph.initializer if tensor.name not in renames]
+            del subgraph.initializer[:]
+            subgraph.initializer.extend(kept)
+            _rename_inputs(subgraph, renames)
+            shared += len(renames) + share_initializers(subgraph, outer)
+    return shared
 
 
 def save_score_onnx(model: NCSN, path: str) -> None:
@@ -212,13 +274,26 @@ def _samples_png(model: NCSN, config: Config, run_dir: str, path: str) -> str:
     return f"sampled at export (seed {sample.seed})"
 
 
-def quality_lines(evaluation: dict | None) -> list[str]:
-    """The card's sample-quality section from `scripts/evaluate.py`'s metrics.json."""
+def _evaluation_line(evaluation: dict) -> str:
+    """One further evaluation (another seed, say) of the exported sampler in a sentence."""
+    got, floor = evaluation["classes"], evaluation["real_floor"]
+    fid = evaluation["fid"]["value"]
+    return (f"- `{evaluation['command']}` ({evaluation['num_samples']:,} samples, seed "
+            f"{evaluation['seed']}): confident fraction {got['confident_fraction']:.3f} (real "
+            f"{floor['confident_fraction']:.3f}), class entropy {got['class_entropy']:.3f} "
+            f"(real {floor['class_entropy']:.3f}), FID {fid:.3f} (floor {floor['fid']:.3f}, "
+            f"{fid / floor['fid']:.2f}x).")
+
+
+def quality_lines(evaluation: dict | None, further: Sequence[dict] = ()) -> list[str]:
+    """The card's sample-quality section from `scripts/evaluate.py`'s metrics.json, and a
+    line for each `further` evaluation of the same sampler."""
     if not evaluation:
         return ["- not measured: run `python scripts/evaluate.py RUN` before exporting, and "
                 "the card reports its figures."]
     got, floor = evaluation["classes"], evaluation["real_floor"]
     fid = evaluation["fid"]["value"]
+    more = ["", "The same sampler, evaluated again:", *map(_evaluation_line, further)]
     return [
         f"Measured by `{evaluation['command']}` ({evaluation['num_samples']:,} samples, seed "
         f"{evaluation['seed']}, {evaluation['features']}):",
@@ -231,6 +306,7 @@ def quality_lines(evaluation: dict | None) -> list[str]:
         f"{got['class_entropy']:.3f} | {floor['class_entropy']:.3f} |",
         f"| FID vs {evaluation['fid']['num_real']:,} test images | {fid:.3f} | "
         f"{floor['fid']:.3f} (floor) |",
+        *(more if further else []),
     ]
 
 
@@ -291,12 +367,13 @@ CARD_FILES = [
 
 def model_card(name: str, config: Config, step: int, heldout: dict | None,
                command: str | None, samples_origin: str, notes: Sequence[str] = (),
-               evaluation: dict | None = None) -> str:
+               evaluation: dict | None = None, further: Sequence[dict] = ()) -> str:
     """MODEL_CARD.md: what was trained on what, how, how well, and how to sample from it.
 
     `command` is the command the run was trained with; when it differs from
     `training_command(config)` (presets change), the card gives both. `evaluation` is the
-    run's metrics.json from `scripts/evaluate.py` at the exported step, if there is one.
+    run's metrics.json from `scripts/evaluate.py` at the exported step, if there is one;
+    `further` are more evaluations of the same sampler (`evaluate.py --seed 1 --out DIR`).
     """
     lines = [
         f"# {name}: NCSN score model (CondRefineNetDilated)",
@@ -312,7 +389,7 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
         lines += ["```", format_heldout(heldout), "```"]
     else:
         lines.append("- not measured (the run folder has no heldout_loss.json).")
-    lines += ["", "## Sample quality", *quality_lines(evaluation)]
+    lines += ["", "## Sample quality", *quality_lines(evaluation, further)]
     lines += [
         "",
         "## Sampler",
@@ -328,32 +405,38 @@ def model_card(name: str, config: Config, step: int, heldout: dict | None,
 
 
 def export_run(run_dir: str, out: str, *, command: str | None = None,
-               notes: Sequence[str] = (), overwrite: bool = False) -> str:
+               notes: Sequence[str] = (), evaluations: Sequence[str] = (),
+               overwrite: bool = False) -> str:
     """Exports the run in `run_dir` (EMA weights if kept) to the folder `out`, atomically.
 
     `command` is the training command for the model card (default: `training_command`);
-    `notes` are extra card lines (e.g. wall time and hardware). `out` must be new or empty,
-    or with `overwrite` an earlier export (never another folder: it is replaced whole).
-    Returns `out`.
+    `notes` are extra card lines (e.g. wall time and hardware); `evaluations` are folders
+    of more `scripts/evaluate.py` runs of the exported step and sampler for the card
+    (ExportError for any other). `out` must be new or empty, or with `overwrite` an earlier
+    export (never another folder: it is replaced whole). Returns `out`.
     """
     check_output_folder(out, EXPORT_MARKERS, "export folder", replace=overwrite)
     config, model, step = load_run(run_dir)
+    # RUN/eval first when it measured this sampler; the card tabulates the first of them
+    measured = [evaluation for evaluation in [run_evaluation(run_dir, step, config.sample)]
+                if evaluation]
+    measured += [read_evaluation(folder, step, config.sample) for folder in evaluations]
+    first, further = (measured[0], measured[1:]) if measured else (None, [])
     sampler = model.sampler(**sample_options(config.sample))
     heldout_path = RunPaths(run_dir).heldout
     heldout = None
     if os.path.isfile(heldout_path):
         with open(heldout_path, encoding="utf-8") as f:
             heldout = json.load(f)
-    evaluation = run_evaluation(run_dir, step, config.sample)
     name = os.path.basename(os.path.normpath(out))
     with atomic_path(out, is_dir=True) as tmp:
         save_config(config, tmp)
-        save_saved_model(model, sampler, os.path.join(tmp, SAVED_MODEL_DIR))
+        save_saved_model(model, config.sample, os.path.join(tmp, SAVED_MODEL_DIR))
         save_score_onnx(model, os.path.join(tmp, SCORE_FILE))
         save_sampler_onnx(sampler, os.path.join(tmp, SAMPLER_FILE))
         origin = _samples_png(model, config, run_dir, os.path.join(tmp, SAMPLES_FILE))
         atomic_write_text(os.path.join(tmp, CARD_FILE), model_card(
-            name, config, step, heldout, command, origin, notes, evaluation))
+            name, config, step, heldout, command, origin, notes, first, further))
     return out
 
 
@@ -361,21 +444,39 @@ def export_run(run_dir: str, out: str, *, command: str | None = None,
 NOT_CHAIN_SETTINGS = ("num_images", "grid_every", "seed", "jit_compile")
 
 
+def read_evaluation(folder: str, step: int, sample: SampleConfig) -> dict:
+    """FOLDER/metrics.json of `scripts/evaluate.py RUN --out FOLDER`, which must have
+    evaluated `step` with the sampler `sample` (ExportError otherwise): figures of another
+    step or sampler (`--set sample.KEY=...`) would describe samples the export does not draw.
+    """
+    path = os.path.join(folder, "metrics.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            evaluation = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ExportError(f"cannot read the evaluation {path} (written by scripts/evaluate.py "
+                          f"RUN --out {folder}): {e}") from None
+    if "classes" not in evaluation:
+        raise ExportError(f"{path} has no classifier figures: evaluate with a classifier")
+    if evaluation.get("step") != step:
+        raise ExportError(f"{path} evaluated step {evaluation.get('step')}, not the exported "
+                          f"step {step}")
+    used = evaluation.get("sampler", {})
+    if any(used.get(key) != value for key, value in dataclasses.asdict(sample).items()
+           if key not in NOT_CHAIN_SETTINGS):
+        raise ExportError(f"{path} evaluated another sampler than the run's sample.* "
+                          "settings, which the export draws with")
+    return evaluation
+
+
 def run_evaluation(run_dir: str, step: int, sample: SampleConfig) -> dict | None:
     """RUN/eval/metrics.json (`scripts/evaluate.py RUN`) if it evaluated the run at `step`
-    with the sampler `sample` exports: figures of another sampler (`--set sample.KEY=...`)
-    would describe samples the export does not draw."""
-    path = os.path.join(run_dir, "eval", "metrics.json")
-    if not os.path.isfile(path):
+    with the sampler `sample` exports (see `read_evaluation`), else None."""
+    folder = os.path.join(run_dir, "eval")
+    try:
+        return read_evaluation(folder, step, sample)
+    except ExportError:
         return None
-    with open(path, encoding="utf-8") as f:
-        evaluation = json.load(f)
-    if evaluation.get("step") != step or "classes" not in evaluation:
-        return None
-    used = evaluation.get("sampler", {})
-    same = all(used.get(key) == value for key, value in dataclasses.asdict(sample).items()
-               if key not in NOT_CHAIN_SETTINGS)
-    return evaluation if same else None
 
 
 def load_export(folder: str):

@@ -24,7 +24,8 @@ from conftest import REPO, SMALL, load_script, train_run
 from keras_ncsn.cli import run_main
 from keras_ncsn.config import get_config
 from keras_ncsn.errors import ConfigError, ExportError
-from keras_ncsn.export import load_export, run_evaluation, training_command
+from keras_ncsn.export import (load_export, model_card, read_evaluation, run_evaluation,
+                               training_command)
 from keras_ncsn.onnx_runtime import REQUIRED_FILES, OnnxExport
 from keras_ncsn.masks import center_square_mask, half_mask
 from keras_ncsn.sampling import sample_options
@@ -231,6 +232,32 @@ def test_model_card_reports_only_an_evaluation_of_the_exported_sampler(tmp_path)
     assert run_evaluation(str(tmp_path), 8, sample) is None      # another step
     tuned = dataclasses.replace(sample, step_size=2 * sample.step_size)
     assert run_evaluation(str(tmp_path), 7, tuned) is None       # another sampler
+    # asked for by name (export.py --evaluation DIR), a mismatch is an error, not skipped
+    folder = str(tmp_path / "eval")
+    assert read_evaluation(folder, 7, sample)["sampler"]["seed"] == 3
+    for step, sampler, words in [(8, sample, "evaluated step 7, not the exported step 8"),
+                                 (7, tuned, "evaluated another sampler")]:
+        with pytest.raises(ExportError, match=words):
+            read_evaluation(folder, step, sampler)
+    with pytest.raises(ExportError, match="cannot read the evaluation"):
+        read_evaluation(str(tmp_path / "missing"), 7, sample)
+
+
+def test_model_card_lists_further_evaluations():
+    config = get_config("quick")
+    figures = {"classes": {"confident_fraction": 0.5, "class_entropy": 2.0,
+                           "uniform_entropy": 2.303},
+               "real_floor": {"confident_fraction": 0.9, "class_entropy": 2.3, "fid": 2.0},
+               "fid": {"value": 3.0, "num_real": 1000}, "num_samples": 500,
+               "features": "a classifier"}
+    seed0 = {**figures, "command": "python scripts/evaluate.py runs/x", "seed": 0}
+    seed1 = {**figures, "command": "python scripts/evaluate.py runs/x --seed 1", "seed": 1}
+    card = model_card("x", config, 7, None, None, "sampled", (), seed0, [seed1])
+    assert "| confident fraction (max class probability > 0.9) | 0.500 | 0.900 |" in card
+    assert ("- `python scripts/evaluate.py runs/x --seed 1` (500 samples, seed 1): confident "
+            "fraction 0.500 (real 0.900), class entropy 2.000 (real 2.300), FID 3.000 (floor "
+            "2.000, 1.50x).") in card
+    assert "evaluated again" not in model_card("x", config, 7, None, None, "sampled", (), seed0)
 
 
 # A tiny run exported end to end ------------------------------------------------------------
@@ -262,6 +289,45 @@ def test_export_folder_contents(exported):
     for words in ("held-out DSM loss", "a test export", "Steps: 2", "--set model.ngf=4",
                   "--set data.image_size=8", "grid-00000002.png"):
         assert words in card
+
+
+def _onnx_initializer_sizes(graph) -> list[int]:
+    """The element count of every initializer of an ONNX graph and of its subgraphs."""
+    import onnx
+
+    sizes = [int(np.prod(tensor.dims)) for tensor in graph.initializer]
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH
+                             else []) + list(attribute.graphs):
+                sizes += _onnx_initializer_sizes(subgraph)
+    return sizes
+
+
+@pytest.mark.slow
+def test_export_stores_the_weights_and_the_network_once(keras_run, exported):
+    import onnx
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    _, model = keras_run
+    weights = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    saved = os.path.join(exported, "saved_model")
+    reader = tf.train.load_checkpoint(os.path.join(saved, "variables", "variables"))
+    stored = sum(int(np.prod(shape)) for name, shape in
+                 reader.get_variable_to_shape_map().items() if "OBJECT_GRAPH" not in name)
+    assert weights <= stored < weights + 100  # + the sigma table; not a second copy
+    # the denoising branch reads the Loop's weights instead of holding its own copy
+    sampler = onnx.load(os.path.join(exported, "sampler.onnx")).graph
+    sampler = sum(_onnx_initializer_sizes(sampler))
+    assert weights <= sampler < 1.2 * weights
+    # the network's convolutions are in one function that every endpoint calls, not in
+    # each while-loop body and branch (the gradient functions hold one convolution each)
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    convolutions = [sum(node.op == "Conv2D" for node in function.node_def)
+                    for function in proto.meta_graphs[0].graph_def.library.function]
+    assert len([count for count in convolutions if count > 1]) == 1
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 Examples:
     python scripts/export.py runs/mnist --out saved_models/mnist --overwrite
     python scripts/export.py runs/quick --out /tmp/e --note "trained in 30 min on a 2-core CPU"
+    python scripts/export.py runs/mnist --evaluation runs/mnist/eval_seed1  # card: 2 seeds
 The folder (written atomically; an existing one only if it is an earlier export and
 --overwrite is given) holds saved_model/ (endpoints sample = serving_default,
 inpaint, score, sigmas), score.onnx, sampler.onnx, config.json, MODEL_CARD.md and
@@ -33,6 +34,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", dest="notes", action="append", default=[], metavar="TEXT",
                         help="an extra line for the model card's training section "
                              "(repeatable), e.g. wall time and hardware")
+    parser.add_argument("--evaluation", dest="evaluations", action="append", default=[],
+                        metavar="DIR", help="a further scripts/evaluate.py RUN_DIR --out DIR "
+                        "of the exported step and sampler (e.g. another --seed) for the model "
+                        "card's sample quality (repeatable; RUN_DIR/eval is always read)")
     return parser.parse_args(argv)
 
 
@@ -47,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.path.normpath(args.run_dir)))
     print(f"exporting {os.path.abspath(args.run_dir)} to {os.path.abspath(out)}")
     export_run(args.run_dir, out, command=args.command, notes=args.notes,
-               overwrite=args.overwrite)
+               evaluations=args.evaluations, overwrite=args.overwrite)
     for name in sorted(os.listdir(out)):
         print(f"wrote {os.path.join(out, name)}")
     return 0
