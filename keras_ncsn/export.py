@@ -78,6 +78,42 @@ def _checked(tensors: Sequence[tf.Tensor],
         return [tf.identity(t) for t in tensors]
 
 
+def _sample_endpoint(sampler: LangevinSampler, image_shape: tuple[int, int, int]):
+    """sample(num_images, seed): the whole of `sampler` from its initial draw."""
+    height, width, channels = image_shape
+
+    def sample(num_images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        (num_images,) = _checked([num_images], (num_images >= 1, "num_images must be >= 1"))
+        x = sampler.initial(tf.stack([num_images, height, width, channels]), seed)
+        return sampler.compiled_loop()(x, seed, tf.constant(0),
+                                       tf.constant(sampler.num_levels))
+    return sample
+
+
+def _inpaint_endpoint(sampler: LangevinSampler, image_shape: tuple[int, int, int]):
+    """inpaint(images, mask, seed), checking the inputs with messages a user can act on."""
+    height, width, channels = image_shape
+    mask_channels = "1" if channels == 1 else f"{channels} or 1"
+
+    def inpaint(images: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        batch, mask_shape = tf.shape(images)[0], tf.shape(mask)
+        images, mask = _checked(
+            [images, mask], (batch >= 1, "images must hold at least one image"),
+            (tf.math.is_finite(images) & (images >= 0) & (images <= 1),
+             "images must be finite and in [0, 1]"),
+            (((mask_shape[0] == 1) | (mask_shape[0] == batch))
+             & ((mask_shape[3] == 1) | (mask_shape[3] == channels)),
+             f"mask must be [N or 1, {height}, {width}, {mask_channels}] for images "
+             f"[N, {height}, {width}, {channels}]"),
+            ((mask == 0) | (mask == 1),
+             "mask must be binary: 1 = observed pixel, 0 = pixel to inpaint"))
+        mask = tf.broadcast_to(mask, tf.shape(images))
+        x = sampler.inpainting_initial(images, mask, seed)
+        return sampler.compiled_loop(inpainting=True)(
+            x, seed, tf.constant(0), tf.constant(sampler.num_levels), images, mask)
+    return inpaint
+
+
 def save_saved_model(model: NCSN, sample: SampleConfig, path: str) -> None:
     """Writes the SavedModel with endpoints sample (= serving_default), sample_ancestral,
     inpaint, score, sigmas; `sample` is the sampler's config.
@@ -96,34 +132,6 @@ def save_saved_model(model: NCSN, sample: SampleConfig, path: str) -> None:
     sampler = LangevinSampler.from_config(network, sigmas, sample)
     ancestral = LangevinSampler.from_config(network, sigmas, sample, method="ancestral")
     height, width, channels = model.image_shape
-    image = tf.TensorSpec([None, height, width, channels], tf.float32, name="images")
-    seed = tf.TensorSpec([], tf.int64, name="seed")
-    levels = sampler.num_levels
-
-    def sampling(chosen: LangevinSampler):
-        def sample(num_images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-            (num_images,) = _checked([num_images], (num_images >= 1, "num_images must be >= 1"))
-            x = chosen.initial(tf.stack([num_images, height, width, channels]), seed)
-            return chosen.compiled_loop()(x, seed, tf.constant(0), tf.constant(levels))
-        return sample
-
-    def inpaint(images: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        batch, mask_shape = tf.shape(images)[0], tf.shape(mask)
-        mask_channels = "1" if channels == 1 else f"{channels} or 1"
-        images, mask = _checked(
-            [images, mask], (batch >= 1, "images must hold at least one image"),
-            (tf.math.is_finite(images) & (images >= 0) & (images <= 1),
-             "images must be finite and in [0, 1]"),
-            (((mask_shape[0] == 1) | (mask_shape[0] == batch))
-             & ((mask_shape[3] == 1) | (mask_shape[3] == channels)),
-             f"mask must be [N or 1, {height}, {width}, {mask_channels}] for images "
-             f"[N, {height}, {width}, {channels}]"),
-            ((mask == 0) | (mask == 1),
-             "mask must be binary: 1 = observed pixel, 0 = pixel to inpaint"))
-        mask = tf.broadcast_to(mask, tf.shape(images))
-        x = sampler.inpainting_initial(images, mask, seed)
-        return sampler.compiled_loop(inpainting=True)(x, seed, tf.constant(0),
-                                                       tf.constant(levels), images, mask)
 
     def score(x: tf.Tensor, level_index: tf.Tensor) -> tf.Tensor:
         x, level_index = _checked(
@@ -133,17 +141,17 @@ def save_saved_model(model: NCSN, sample: SampleConfig, path: str) -> None:
              f"level_index must be in [0, {model.num_levels})"))
         return network(x, level_index)
 
-    def sigmas() -> tf.Tensor:
-        return tf.identity(model.sigmas)
-
     archive = keras.export.ExportArchive()
     count = tf.TensorSpec([], tf.int32, name="num_images")
-    archive.add_endpoint("sample", sampling(sampler), [count, seed])
-    archive.add_endpoint("sample_ancestral", sampling(ancestral), [count, seed])
-    archive.add_endpoint("inpaint", inpaint, [
-        image, tf.TensorSpec([None, height, width, None], tf.float32, name="mask"), seed])
+    seed = tf.TensorSpec([], tf.int64, name="seed")
+    archive.add_endpoint("sample", _sample_endpoint(sampler, model.image_shape), [count, seed])
+    archive.add_endpoint("sample_ancestral", _sample_endpoint(ancestral, model.image_shape),
+                         [count, seed])
+    archive.add_endpoint("inpaint", _inpaint_endpoint(sampler, model.image_shape), [
+        tf.TensorSpec([None, height, width, channels], tf.float32, name="images"),
+        tf.TensorSpec([None, height, width, None], tf.float32, name="mask"), seed])
     archive.add_endpoint("score", score, _score_signature(model))
-    archive.add_endpoint("sigmas", sigmas, [])
+    archive.add_endpoint("sigmas", lambda: tf.identity(model.sigmas), [])
     archive.write_out(path, verbose=False)
 
 
