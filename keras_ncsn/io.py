@@ -59,9 +59,13 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 def _check_no_file_above(folder: str, flag: str) -> None:
-    """`folder`, or its nearest existing ancestor, must be a folder (not a file)."""
+    """`folder`, or its nearest existing ancestor, must be a folder (not a file), reached
+    through no broken link."""
     existing = os.path.abspath(folder)
     while not os.path.exists(existing):
+        if os.path.islink(existing):  # makedirs would fail on it with a bare FileNotFoundError
+            raise OutputError(f"{flag} {folder}: {existing} is a link to a missing "
+                              f"{os.readlink(existing)}; create that, or choose another {flag}")
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         what = folder if existing == os.path.abspath(folder) else f"{folder}: {existing}"

@@ -92,6 +92,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     folder("empty")
     file("notes.txt", USER_TEXT)
     paths["user_file"] = paths["notes_txt"]
+    os.symlink(root / "gone", root / "broken_link")
+    paths["broken_link"] = str(root / "broken_link")
     rgb32 = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
     with open(root / "rgb32.npz", "wb") as f:
         np.savez(f, x=rgb32)
@@ -129,11 +131,14 @@ def world(tmp_path_factory) -> dict[str, str]:
 
 
 def _snapshot(root: str) -> dict[str, str]:
-    """sha256 of every file under `root`, by relative path."""
+    """sha256 of every file under `root` (a link: its target), by relative path."""
     found = {}
     for folder, _, names in os.walk(root):
         for name in names:
             path = os.path.join(folder, name)
+            if os.path.islink(path):
+                found[os.path.relpath(path, root)] = "link to " + os.readlink(path)
+                continue
             with open(path, "rb") as f:
                 found[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
     return found
@@ -155,6 +160,8 @@ CASES = [
     ("fit", ["--set", "train.batch_size=0", "--out", "{new}"], "train.batch_size must be > 0"),
     ("fit", ["--out", "{user_file}"], "is a file, not a folder"),
     ("fit", ["--out", "{user_file}/run"], "is a file, not a folder"),
+    ("fit", ["--out", "{broken_link}"], "is a link to a missing"),
+    ("sample", ["{run}", "--out", "{broken_link}/grids"], "is a link to a missing"),
     ("fit", ["--out", "{foreign}"], "is not a run folder (it holds thesis.tex)"),
     ("fit", ["--dataset", "embedded", "--data-dir", "{rgb32}", "--out", "{new}"],
      "data.dataset=embedded reads the MNIST subset"),
