@@ -134,7 +134,7 @@ def test_shipped_onnx_sample_script_imports_no_tensorflow(tmp_path, sampler):
         assert image.size == (2 + 2 * 30, 2 + 2 * 30)
 
 
-@pytest.mark.parametrize("name, steps", [("mnist", 12000), ("fashion_mnist", 11000)])
+@pytest.mark.parametrize("name, steps", [("mnist", 7500), ("fashion_mnist", 11000)])
 def test_shipped_model_card_and_size(name, steps):
     folder = os.path.join(REPO, "saved_models", name)
     card = open(os.path.join(folder, "MODEL_CARD.md"), encoding="utf-8").read()
