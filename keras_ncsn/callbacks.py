@@ -1,13 +1,17 @@
 """Keras callbacks for long DSM runs: atomic checkpoints, progress, step logs, NaN stop,
-sample grids (`keras_ncsn.model.ema_weights` lends a model its optimizer's weight averages)."""
+sample grids, a time budget (`keras_ncsn.model.ema_weights` lends a model its optimizer's
+weight averages)."""
 
 from __future__ import annotations
 
 import csv
 import glob
+import math
 import os
 import re
 import time
+
+from typing import Callable, Sequence
 
 import keras
 from tqdm.auto import tqdm
@@ -106,6 +110,55 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Lowers the run's last step so that training, then `end_seconds` of end-of-run work
+    (held-out loss, final grid), end by `deadline` (a `time.monotonic()` value).
+
+    The speed is measured over the second logging chunk (the first includes tracing) and
+    the decision taken once, at its end: the last step becomes the lower of the planned one
+    and what fits, and is passed to `followers` (callbacks with a `final_step`) and to the
+    learning-rate schedule's `total`, so the schedule still decays to 0 at the end.
+    `agree` turns this process's step into the one all workers use (the lowest).
+    """
+
+    def __init__(self, deadline: float, end_seconds: float, final_step: int,
+                 followers: Sequence[keras.callbacks.Callback], schedule_total=None,
+                 log=print, agree: Callable[[int], int] = lambda step: step):
+        super().__init__()
+        self.deadline, self.end_seconds, self.final_step = deadline, end_seconds, final_step
+        self.followers, self.schedule_total, self.log = followers, schedule_total, log
+        self.agree = agree
+        self.marks: list[tuple[float, int]] = []
+        self.decided: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.marks.append((time.monotonic(), global_step(self.model)))
+        if len(self.marks) == 2 and self.marks[1][1] < self.final_step:
+            self.decide(*self.marks[0], *self.marks[1])
+
+    def decide(self, t0: float, step0: int, now: float, step: int) -> int:
+        """Sets and returns the last step, from the speed between (t0, step0) and (now, step)."""
+        rate = (step - step0) / max(now - t0, 1e-9)
+        left = self.deadline - now - self.end_seconds
+        fits = step + max(1, math.floor(rate * left))  # one more: the last step saves
+        self.decided = self.agree(min(self.final_step, fits))
+        speed = f"{rate:.2f} steps/s measured over steps {step0}-{step}"
+        if self.decided < self.final_step:
+            self.log(f"time budget (train.time_budget): at {speed}, training stops at step "
+                     f"{self.decided} instead of {self.final_step} so that the held-out loss "
+                     f"and grid (~{self.end_seconds:.0f} s) end in time; --steps N trains "
+                     "exactly N steps")
+            for follower in self.followers:
+                follower.final_step = self.decided
+            if self.schedule_total is not None:
+                self.schedule_total.assign(self.decided)
+        else:
+            self.log(f"time budget (train.time_budget): at {speed}, all {self.final_step} "
+                     f"steps fit, with about {max(0, (fits - self.final_step) / rate / 60):.1f}"
+                     " min to spare")
+        return self.decided
+
+
 class RaiseOnNaN(keras.callbacks.TerminateOnNaN):
     """Keras' NaN check, raising an error that names the step, the last good checkpoint and
     the remedies (the stock one names only the batch index within the logging chunk)."""
@@ -140,6 +193,9 @@ class Progress(keras.callbacks.Callback):
                         disable=not self.show, dynamic_ncols=True, mininterval=1.0)
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.bar.total != self.final_step:  # lowered by TimeBudget
+            self.bar.total = self.final_step
+            self.bar.refresh()
         self.bar.update(global_step(self.model) - self.bar.n)
         if logs and "loss" in logs:
             self.bar.set_postfix(loss=f"{float(logs['loss']):.4g}", refresh=False)

@@ -127,6 +127,10 @@ class TrainConfig:
     stays (`lr_schedule` "constant") or decays to 0 at `steps` ("cosine"), so that short
     runs end on small steps instead of at Adam's noise floor. The schedule follows `steps`,
     also when a resumed run raises it.
+    `time_budget` (minutes, 0 = off) bounds the whole fit command: after two logging chunks
+    training measures its speed and, if `steps` would not fit with the held-out loss and
+    the final grid, lowers `steps` (never raises it) so the command ends in about 95% of
+    the budget; the schedule then decays to 0 at the lowered step.
     """
 
     objective: str = "dsm"
@@ -144,6 +148,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 100
     eval_draws: int = 4
+    time_budget: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -158,6 +163,8 @@ class TrainConfig:
         _check(0.0 <= self.ema_momentum < 1.0,
                "train.ema_momentum must be in [0, 1) (0 turns EMA off)")
         _check(self.clip_norm >= 0, "train.clip_norm must be >= 0 (0 turns clipping off)")
+        _check(0 <= self.time_budget < float("inf"),
+               "train.time_budget must be a finite number of minutes >= 0 (0 turns it off)")
 
 
 def consistent_step_limit(sigma_end: float) -> float:
@@ -374,7 +381,8 @@ QUICK = Config(
     model=ModelConfig(ngf=16, scale_by_sigma=True),
     noise=NoiseConfig(sigma_begin=5.0, sigma_end=0.02, num_levels=10),
     train=TrainConfig(batch_size=64, steps=1400, learning_rate=3e-3, lr_schedule="cosine",
-                      warmup_fraction=0.05, ema_momentum=0.99, checkpoint_every=300, log_every=50),
+                      warmup_fraction=0.05, ema_momentum=0.99, checkpoint_every=300, log_every=50,
+                      time_budget=14.0),
     sample=SampleConfig(num_images=64, steps_per_level=30, step_size=8e-5,
                         convention="reference_code", denoise=True, jit_compile=False),
 )

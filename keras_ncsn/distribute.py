@@ -162,13 +162,25 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
+def _over_workers(strategy: tf.distribute.Strategy, value: int) -> list[int]:
+    """`value` of every worker of a multi-worker run (a collective: all workers must call
+    it at the same point); [value] otherwise."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return [value]
+    values = strategy.gather(strategy.run(lambda: tf.constant([value], tf.int64)), axis=0)
+    return [int(v) for v in values.numpy()]
+
+
+def lowest_over_workers(strategy: tf.distribute.Strategy, value: int) -> int:
+    """The smallest `value` over the workers: how workers that each measured their own speed
+    agree on the step a time budget stops at."""
+    return min(_over_workers(strategy, value))
+
+
 def check_same_step(strategy: tf.distribute.Strategy, step: int) -> None:
     """Refuses to train when workers resumed from different checkpoints (a run folder that
     is not shared by all workers)."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return
-    steps = strategy.gather(strategy.run(lambda: tf.constant([step], tf.int64)), axis=0)
-    found = sorted(set(int(s) for s in steps.numpy()))
+    found = sorted(set(_over_workers(strategy, step)))
     if len(found) > 1:
         raise CheckpointError(f"workers resumed from different steps {found}: the run folder "
                               "must be one folder that every worker reads and the chief writes")

@@ -257,12 +257,13 @@ def save_sampler_onnx(sampler: LangevinSampler, path: str) -> None:
 
 
 def training_command(config: Config) -> str:
-    """A fit.py command line that trains `config` (from its preset plus --set changes)."""
+    """A fit.py command line that trains `config` (from its preset plus --set changes):
+    exactly its train.steps, so with any time budget turned off."""
     if config.name not in PRESETS:
         return "python scripts/fit.py --config RUN_DIR/config.json"
     preset = flatten_config(PRESETS[config.name])
-    changes = [f"{key}={value}" for key, value in flatten_config(config).items()
-               if preset[key] != value]
+    wanted = {**flatten_config(config), "train.time_budget": 0.0}
+    changes = [f"{key}={value}" for key, value in wanted.items() if preset[key] != value]
     words = ["python", "scripts/fit.py"] + (["--config", config.name]
                                             if config.name != "quick" else [])
     for change in changes:

@@ -309,17 +309,51 @@ def build_model(config: Config) -> NCSN:
                 objective=config.train.objective, name="ncsn").build_for_images()
 
 
-def learning_rate(train: TrainConfig) -> float | keras.optimizers.schedules.LearningRateSchedule:
+@keras.saving.register_keras_serializable(package="keras_ncsn")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """A linear rise from 0 to `peak` over `warmup` steps, then a cosine decay to
+    `alpha * peak` at step `total` (alpha 1: constant after the warm-up).
+
+    Keras' CosineDecay computes the same, but fixes its length when the train step is
+    traced; here `total` is a variable, so a time budget (`train.time_budget`) can shorten
+    a run whose speed it has just measured without retracing the step.
+    """
+
+    def __init__(self, peak: float, total: int, warmup: int = 0, alpha: float = 0.0):
+        self.peak, self.warmup, self.alpha = float(peak), int(warmup), float(alpha)
+        self.total = tf.Variable(int(total), dtype=tf.int64, trainable=False,
+                                 name="lr_schedule_total_steps")
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = float(self.warmup)
+        decay_steps = tf.maximum(tf.cast(self.total, tf.float32) - warmup, 1.0)
+        progress = tf.clip_by_value((step - warmup) / decay_steps, 0.0, 1.0)
+        decayed = self.peak * (self.alpha + (1.0 - self.alpha) * 0.5
+                               * (1.0 + tf.cos(np.pi * progress)))
+        if not self.warmup:
+            return decayed
+        return tf.where(step < warmup, self.peak * step / warmup, decayed)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "total": int(self.total.numpy()), "warmup": self.warmup,
+                "alpha": self.alpha}
+
+
+def learning_rate(train: TrainConfig) -> float | WarmupCosine:
     """train.learning_rate after a linear warm-up over train.warmup_fraction of the steps:
     then constant, or (lr_schedule "cosine") decaying to 0 at train.steps."""
     warmup = warmup_steps(train)
     if train.lr_schedule == "constant" and not warmup:
         return train.learning_rate
-    # CosineDecay with alpha=1 stays at its target: the constant schedule after warm-up.
-    return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else train.learning_rate, decay_steps=max(train.steps - warmup, 1),
-        alpha=0.0 if train.lr_schedule == "cosine" else 1.0,
-        warmup_target=train.learning_rate if warmup else None, warmup_steps=warmup)
+    return WarmupCosine(train.learning_rate, train.steps, warmup,
+                        alpha=0.0 if train.lr_schedule == "cosine" else 1.0)
+
+
+def schedule_of(optimizer: keras.optimizers.Optimizer) -> WarmupCosine | None:
+    """The optimizer's learning-rate schedule, if it is ours (for a time budget to shorten)."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    return schedule if isinstance(schedule, WarmupCosine) else None
 
 
 def warmup_steps(train: TrainConfig) -> int:

@@ -16,7 +16,8 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import keras
@@ -24,21 +25,24 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ncsn.callbacks import (AtomicCheckpoint, Progress, RaiseOnNaN, SampleGrid, StepLog,
-                                  StopAtStep, global_step, list_checkpoints, restore_latest)
+                                  StopAtStep, TimeBudget, global_step, list_checkpoints,
+                                  restore_latest)
 from keras_ncsn.config import (CONFIG_FILE, Config, SampleConfig, TrainConfig, load_config,
                                save_config)
 from keras_ncsn.data import make_datasets
 from keras_ncsn.distribute import (check_global_batch, check_same_step, describe, is_chief,
-                                   shard_by_data)
+                                   lowest_over_workers, shard_by_data)
 from keras_ncsn.errors import CheckpointError, ConfigError
 from keras_ncsn.io import atomic_write_text, check_output_folder
-from keras_ncsn.model import NCSN, build_model, compile_model, count_trainable_parameters
+from keras_ncsn.model import (NCSN, build_model, compile_model, count_trainable_parameters,
+                              schedule_of, warmup_steps)
 from keras_ncsn.sampling import sample_options
 
 HELDOUT_FILE = "heldout_loss.json"
 
 # Settings that may change between a run's sessions without invalidating its checkpoints.
-RESUMABLE_CHANGES = {"train.steps", "train.checkpoint_every", "train.keep_checkpoints",
+RESUMABLE_CHANGES = {"train.steps", "train.time_budget", "train.warmup_fraction",
+                     "train.checkpoint_every", "train.keep_checkpoints",
                      "train.log_every", "train.eval_draws", "data.data_dir",
                      "data.download"}
 
@@ -101,17 +105,28 @@ def heldout_loss(model: NCSN, eval_data, draws: int) -> dict[str, Any]:
     return heldout
 
 
-def seconds_per_score(model: NCSN, batch_size: int) -> float:
-    """Wall time of one score evaluation of `batch_size` images (the fastest of two, after
-    a call that builds and traces): the unit of the end-of-run estimates below."""
+_COMPILED_SCORES: "weakref.WeakKeyDictionary[NCSN, Callable]" = weakref.WeakKeyDictionary()
+
+
+def score_timing(model: NCSN, batch_size: int) -> tuple[float, float]:
+    """(tracing, per call): the wall time of the first compiled score evaluation of
+    `batch_size` images, and of each later one (the faster of two), as the sampler's loop
+    and the held-out loss run them. The unit of the end-of-run estimates: the sampler and
+    the held-out loss trace once, then call the network once per step or batch. (Eager
+    calls, timed before 2026-12-06, cost about three times as much on a 2-core CPU.)"""
+    if model not in _COMPILED_SCORES:
+        _COMPILED_SCORES[model] = tf.function(model.score, input_signature=[
+            tf.TensorSpec([None, *model.image_shape], tf.float32),
+            tf.TensorSpec([None], tf.int32)])
+    score = _COMPILED_SCORES[model]
     x = tf.zeros([batch_size, *model.image_shape])
     levels = tf.zeros([batch_size], tf.int32)
     times = []
     for _ in range(3):
         began = time.perf_counter()
-        model.score(x, levels).numpy()
+        score(x, levels).numpy()
         times.append(time.perf_counter() - began)
-    return min(times[1:])
+    return times[0], min(times[1:])
 
 
 def about(seconds: float) -> str:
@@ -135,7 +150,7 @@ class TrainResult:
 
 def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
           strategy: tf.distribute.Strategy | None = None, final_heldout: bool = True,
-          final_grid: bool = True) -> TrainResult:
+          final_grid: bool = True, started: float | None = None) -> TrainResult:
     """Trains `config` in `out_dir`, resuming from its newest checkpoint if there is one.
 
     `out_dir` must be new, empty or a run folder (config.json): training writes nothing
@@ -147,14 +162,15 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
 
     Then the held-out loss (heldout_loss.json) and a final sample grid, each announced with
     its estimated time; `final_heldout=False` / `final_grid=False` skip them.
+
+    train.time_budget counts from `started` (a `time.monotonic()` value, by default now):
+    when it lowers train.steps, config.json is rewritten with the steps trained, so that
+    `--resume` continues the shortened schedule.
     """
+    started = time.monotonic() if started is None else started
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
-    paths = RunPaths(out_dir)
-    check_output_folder(out_dir, (CONFIG_FILE,), "run folder", replace=True)
-    config_path = os.path.join(out_dir, CONFIG_FILE)
-    if os.path.exists(config_path):
-        check_compatible(load_config(config_path), config, out_dir)
+    paths = _open_run(config, out_dir)
     train_cfg = config.train
     check_global_batch(train_cfg.batch_size, strategy)
     # Data first: a bad data path fails in a second, not after building the model. The
@@ -175,24 +191,49 @@ def train(config: Config, out_dir: str, *, progress: bool = True, log=print,
     grid = SampleGrid(paths.samples, config.sample, config.sample.grid_every)
     grid.set_model(model)
     if start < train_cfg.steps:
-        _fit(model, train_data, train_cfg, paths, grid, start, chief, progress)
+        budget = None
+        if train_cfg.time_budget:
+            budget = _time_budget(model, config, strategy, start, started, final_heldout,
+                                  final_grid, eval_data, log)
+        final = _fit(model, train_data, train_cfg, paths, grid, start, chief, progress, budget)
+        if final < train_cfg.steps:
+            config = replace(config, train=_shortened(train_cfg, final))
+            if chief:
+                save_config(config, out_dir)
     else:
         log(f"run already trained to step {start} (train.steps={train_cfg.steps}); "
             "raise --steps to train longer")
         use_ema_weights(model)
+    heldout, grid_path = _end_of_run(model, config, eval_data, grid, paths, chief, progress,
+                                     final_heldout, final_grid, log)
+    return TrainResult(model, paths, start, global_step(model), heldout, grid_path)
+
+
+def _end_of_run(model: NCSN, config: Config, eval_data: tf.data.Dataset, grid: SampleGrid,
+                paths: RunPaths, chief: bool, progress: bool, final_heldout: bool,
+                final_grid: bool, log: Callable[[str], None]) -> tuple[dict | None, str]:
+    """The held-out loss (all workers) and the final grid (the chief), unless skipped."""
     heldout = None
     if final_heldout:
-        heldout = _final_heldout(model, eval_data, train_cfg, paths, chief, log)
+        heldout = _final_heldout(model, eval_data, config.train, paths, chief, log)
     else:
         log("held-out loss skipped (final_heldout=False)")
     if not chief:
-        return TrainResult(model, paths, start, global_step(model), heldout, "")
-    grid_path = ""
-    if final_grid:
-        grid_path = _final_grid(model, grid, config.sample, progress, log)
-    else:
+        return heldout, ""
+    if not final_grid:
         log("final sample grid skipped (final_grid=False)")
-    return TrainResult(model, paths, start, global_step(model), heldout, grid_path)
+        return heldout, ""
+    return heldout, _final_grid(model, grid, config.sample, progress, log)
+
+
+def _open_run(config: Config, out_dir: str) -> RunPaths:
+    """The run folder's paths, once `out_dir` is known to be new, empty or a run of a
+    compatible config."""
+    check_output_folder(out_dir, (CONFIG_FILE,), "run folder", replace=True)
+    config_path = os.path.join(out_dir, CONFIG_FILE)
+    if os.path.exists(config_path):
+        check_compatible(load_config(config_path), config, out_dir)
+    return RunPaths(out_dir)
 
 
 def _build(config: Config, strategy: tf.distribute.Strategy,
@@ -207,10 +248,37 @@ def _build(config: Config, strategy: tf.distribute.Strategy,
     return model
 
 
+def _shortened(train_cfg: TrainConfig, steps: int) -> TrainConfig:
+    """train_cfg stopped at `steps` by a time budget: the warm-up fraction is rescaled so
+    that the config still describes the schedule trained (its warm-up steps unchanged)."""
+    warmup = warmup_steps(train_cfg)
+    return replace(train_cfg, steps=steps,
+                   warmup_fraction=warmup / steps if warmup < steps else train_cfg.warmup_fraction)
+
+
+def _time_budget(model: NCSN, config: Config, strategy: tf.distribute.Strategy, start: int,
+                 started: float, final_heldout: bool, final_grid: bool,
+                 eval_data: tf.data.Dataset, log: Callable[[str], None]) -> TimeBudget:
+    """The TimeBudget callback for train.time_budget: its deadline is 95% of the budget
+    after `started`, less the estimated held-out loss, final grid and mid-run grids; the
+    workers of a multi-worker run stop at the lowest step any of them can afford."""
+    train_cfg, sample = config.train, config.sample
+    grids = (train_cfg.steps - start) // sample.grid_every if sample.grid_every else 0
+    grids += final_grid
+    end_seconds = ((_heldout_seconds(model, eval_data, train_cfg) if final_heldout else 0.0)
+                   + (_grid_seconds(model, sample) * grids if grids else 0.0))
+    schedule = schedule_of(model.optimizer)
+    return TimeBudget(started + 0.95 * 60 * train_cfg.time_budget, end_seconds,
+                      train_cfg.steps, [], schedule.total if schedule else None, log=log,
+                      agree=lambda step: lowest_over_workers(strategy, step))
+
+
 def _fit(model: NCSN, train_data: tf.data.Dataset, train_cfg: TrainConfig, paths: RunPaths,
-         grid: SampleGrid, start: int, chief: bool, progress: bool) -> None:
-    """Runs model.fit from step `start` to train.steps, in epochs of log_every steps;
-    only the chief writes checkpoints, logs and grids."""
+         grid: SampleGrid, start: int, chief: bool, progress: bool,
+         budget: TimeBudget | None) -> int:
+    """Runs model.fit from step `start` to train.steps (or the lower step that `budget`
+    sets), in epochs of log_every steps; returns the last step. Only the chief writes
+    checkpoints, logs and grids."""
     chunk = min(train_cfg.log_every, train_cfg.steps)
     writers = [
         AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
@@ -221,10 +289,27 @@ def _fit(model: NCSN, train_data: tf.data.Dataset, train_cfg: TrainConfig, paths
                                     update_freq="epoch"),
         grid,
     ] if chief else []
+    stop = StopAtStep(train_cfg.steps)
+    if budget is not None:
+        budget.followers = [stop, *(w for w in writers if hasattr(w, "final_step"))]
     model.fit(
         shard_by_data(train_data), epochs=math.ceil(train_cfg.steps / chunk),
         steps_per_epoch=chunk, initial_epoch=start // chunk, verbose=0, shuffle=False,
-        callbacks=[RaiseOnNaN(paths.checkpoints), StopAtStep(train_cfg.steps), *writers])
+        callbacks=[RaiseOnNaN(paths.checkpoints), stop, *writers,
+                   *([budget] if budget is not None else [])])
+    return global_step(model)
+
+
+def _heldout_seconds(model: NCSN, eval_data: tf.data.Dataset, train_cfg: TrainConfig) -> float:
+    """Estimated wall time of the held-out loss."""
+    tracing, per_call = score_timing(model, train_cfg.batch_size)
+    return tracing + per_call * max(int(eval_data.cardinality()), 0) * train_cfg.eval_draws
+
+
+def _grid_seconds(model: NCSN, sample: SampleConfig) -> float:
+    """Estimated wall time of one sample grid."""
+    tracing, per_call = score_timing(model, sample.num_images)
+    return tracing + per_call * model.sampler(**sample_options(sample)).num_steps
 
 
 def _final_heldout(model: NCSN, eval_data: tf.data.Dataset, train_cfg: TrainConfig,
@@ -233,10 +318,9 @@ def _final_heldout(model: NCSN, eval_data: tf.data.Dataset, train_cfg: TrainConf
     writes heldout_loss.json."""
     batches = int(eval_data.cardinality())
     if chief and batches > 0:
-        seconds = (seconds_per_score(model, train_cfg.batch_size) * batches
-                   * train_cfg.eval_draws)
         log(f"held-out loss: {batches} batches x {train_cfg.eval_draws} noise draws, "
-            f"{about(seconds)} (skip with fit.py --no-heldout)")
+            f"{about(_heldout_seconds(model, eval_data, train_cfg))} "
+            "(skip with fit.py --no-heldout)")
     heldout = heldout_loss(model, shard_by_data(eval_data), train_cfg.eval_draws)
     heldout["step"] = global_step(model)
     if chief:
@@ -248,9 +332,8 @@ def _final_grid(model: NCSN, grid: SampleGrid, sample: SampleConfig, progress: b
                 log: Callable[[str], None]) -> str:
     """The final sample grid, announced with its estimated time; returns its path."""
     steps = model.sampler(**sample_options(sample)).num_steps
-    seconds = seconds_per_score(model, sample.num_images) * steps
     log(f"final sample grid: {sample.num_images} images x {steps} Langevin steps, "
-        f"{about(seconds)} (skip with fit.py --no-grid; fewer with "
+        f"{about(_grid_seconds(model, sample))} (skip with fit.py --no-grid; fewer with "
         f"--set sample.num_images=N or sample.steps_per_level=K)")
     grid_path = grid.write(global_step(model), progress=progress)
     log(f"sample grid: {grid_path}")

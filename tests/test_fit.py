@@ -13,6 +13,7 @@ import types
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import REPO, TINY, load_script, set_args
 from keras_ncsn.cli import run_main
@@ -38,6 +39,7 @@ def test_fit_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
     assert "trainable parameters" in stdout
     assert f"output folder: {os.path.abspath(out)}" in stdout
     assert load_config(out).train.steps == 4 and load_config(out).model.ngf == 4
+    assert load_config(out).train.time_budget == 14  # the quick preset's
     steps = [step for step, _ in list_checkpoints(os.path.join(out, "checkpoints"))]
     assert steps == [2, 4]  # every 2 steps, last keep_checkpoints=3 kept
     rows = open(os.path.join(out, "logs", "train.csv")).read().splitlines()
@@ -51,10 +53,53 @@ def test_fit_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
 
     code, stdout, _ = run_fit(capsys, "--resume", out, "--steps", "6")
     assert code == 0 and "resuming from step 4" in stdout and "done: step 6" in stdout
+    assert load_config(out).train.time_budget == 0  # --steps N: exactly N steps
     assert [s for s, _ in list_checkpoints(os.path.join(out, "checkpoints"))] == [2, 4, 6]
     rows = open(os.path.join(out, "logs", "train.csv")).read().splitlines()
     assert rows[0] == "step,loss,steps_per_second,time"  # one header, resumed rows below it
     assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
+
+
+def test_time_budget_lowers_the_last_step_to_what_fits():
+    lines = []
+
+    def budget(deadline: float) -> tuple[callbacks.TimeBudget, types.SimpleNamespace, tf.Variable]:
+        follower, total = types.SimpleNamespace(final_step=1000), tf.Variable(1000, dtype=tf.int64)
+        return (callbacks.TimeBudget(deadline, 20.0, 1000, [follower], total, log=lines.append),
+                follower, total)
+
+    # 2 steps/s between (t=10 s, step 50) and (t=35 s, step 100); a deadline at t=100 s less
+    # 20 s of held-out loss and grid leaves 45 s: 90 more steps.
+    short, follower, total = budget(100.0)
+    assert short.decide(10.0, 50, 35.0, 100) == 190
+    assert follower.final_step == 190 and int(total.numpy()) == 190
+    assert "training stops at step 190 instead of 1000" in lines[-1]
+    ample, follower, total = budget(10_000.0)  # never raised
+    assert ample.decide(10.0, 50, 35.0, 100) == 1000 and follower.final_step == 1000
+    assert int(total.numpy()) == 1000 and "all 1000 steps fit" in lines[-1]
+    spent, follower, _ = budget(30.0)  # already late: one more step, which saves a checkpoint
+    assert spent.decide(10.0, 50, 35.0, 100) == 101 and follower.final_step == 101
+    slower_worker, follower, total = budget(100.0)  # another worker can afford only 150
+    slower_worker.agree = lambda step: min(step, 150)
+    assert slower_worker.decide(10.0, 50, 35.0, 100) == 150
+    assert follower.final_step == 150 and int(total.numpy()) == 150
+
+
+def test_a_time_budget_run_stops_early_on_a_finished_schedule(tmp_path):
+    """Too little time for train.steps: training stops at a checkpoint with the learning
+    rate decayed to 0 there, and config.json says how many steps were trained."""
+    out = str(tmp_path / "run")
+    config = get_config("quick", [*TINY, "train.steps=400", "train.time_budget=0.01",
+                                  "train.lr_schedule=cosine", "train.warmup_fraction=0.01"])
+    lines = []
+    result = training.train(config, out, progress=False, log=lines.append, final_grid=False)
+    assert result.final_step == 5  # decided after two chunks of 2 steps, one more to save
+    assert any("training stops at step 5 instead of 400" in line for line in lines), lines
+    trained = load_config(out).train  # the schedule trained: 4 steps of warm-up, 5 in all
+    assert trained.steps == 5 and trained.warmup_fraction == 0.8
+    assert [step for step, _ in list_checkpoints(os.path.join(out, "checkpoints"))][-1] == 5
+    assert float(result.model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    assert json.load(open(os.path.join(out, "heldout_loss.json")))["step"] == 5
 
 
 def test_step_log_appends_under_the_header_of_an_existing_run(tmp_path):

@@ -16,7 +16,7 @@ from keras_ncsn.config import get_config
 from keras_ncsn.losses import dsm_per_sample
 from keras_ncsn.errors import ConfigError
 from keras_ncsn.model import (NCSN, build_model, compile_model, count_trainable_parameters,
-                              learning_rate, make_optimizer)
+                              learning_rate, make_optimizer, WarmupCosine)
 
 RNG = np.random.default_rng(0)
 
@@ -317,6 +317,27 @@ def test_mixed_bfloat16_reaches_the_float32_held_out_loss(tmp_path):
         losses[precision] = result.heldout["loss"]
     assert losses["float32"] < 0.5 * 32  # it trained: an untrained net scores about D/2 = 32
     assert abs(losses["mixed_bfloat16"] / losses["float32"] - 1) < 0.05, losses
+
+
+@pytest.mark.parametrize("alpha, warmup", [(0.0, 100), (0.0, 0), (1.0, 100)])
+def test_warmup_cosine_matches_keras_and_can_be_shortened_after_tracing(alpha, warmup):
+    ours = WarmupCosine(3e-3, 1000, warmup, alpha=alpha)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else 3e-3, decay_steps=1000 - warmup, alpha=alpha,
+        warmup_target=3e-3 if warmup else None, warmup_steps=warmup)
+    steps = [0, 1, 50, 99, 100, 101, 550, 999, 1000, 1500]
+    assert [float(ours(s)) for s in steps] == pytest.approx(
+        [float(keras_schedule(s)) for s in steps], abs=1e-9)
+    traced = tf.function(lambda step: ours(step))
+    before = float(traced(tf.constant(400)))
+    ours.total.assign(400)  # what a time budget does once training has begun
+    after = float(traced(tf.constant(400)))
+    assert traced.experimental_get_tracing_count() == 1
+    if alpha == 0.0:  # cosine: the shortened schedule ends at 0 at its new last step
+        assert before > 1e-3 and after == pytest.approx(0.0, abs=1e-9)
+    else:  # constant after warm-up: the length does not matter
+        assert before == after == pytest.approx(3e-3)
+    assert WarmupCosine(**ours.get_config()).get_config() == ours.get_config()
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_step():

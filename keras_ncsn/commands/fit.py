@@ -9,6 +9,9 @@ Examples:
     python scripts/fit.py --config cifar10 --strategy mirrored   # all GPUs of this machine
     python scripts/fit.py --config cifar10 --strategy tpu --tpu grpc://10.0.0.2:8470
 Re-running the same command after an interruption continues from the last checkpoint.
+The quick preset has a time budget (train.time_budget=14 minutes for the whole command):
+on a machine too slow for its 1400 steps, training stops earlier, on a learning-rate
+schedule shortened to match, and says so; --steps N trains exactly N steps.
 --data-dir is read whatever the preset; images of another size or channel count than the
 config's are an error that names the --set to add. The first lines say what was read.
 After training come the held-out loss and a final sample grid, each announced with an
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Sequence
 
 from keras_ncsn.cli import add_strategy_arguments, entry_point, start_tensorflow
@@ -40,7 +44,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                            "image folder, an .npz/.npy file or a tfds data "
                                            "dir; without --dataset it is read whatever the "
                                            "preset (quick's embedded digits become files)")
-    parser.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
+    parser.add_argument("--steps", type=int,
+                        help="train exactly N steps: --set train.steps=N, and "
+                             "train.time_budget=0 unless --set gives it")
     parser.add_argument("--out", help="run folder (default: runs/<preset name>): new, empty, "
                                       "or a run folder to continue")
     parser.add_argument("--resume", metavar="RUN_DIR",
@@ -57,6 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()  # train.time_budget counts the whole command, start-up too
     args = parse_args(argv)
     start_tensorflow()
     from keras_ncsn.config import get_config
@@ -76,12 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                        ("train.steps", args.steps)):
         if value is not None:
             overrides.append(f"{key}={value}")
+    if args.steps is not None and "train.time_budget" not in {
+            item.partition("=")[0].strip() for item in overrides}:
+        overrides.append("train.time_budget=0")
     config = get_config(args.resume or args.config or "quick", overrides)
     out = args.resume or args.out or os.path.join("runs", config.name)
     strategy = make_strategy(args.strategy, args.tpu)
     result = train(config, out, progress=not args.no_progress and is_chief(strategy),
                    strategy=strategy, final_heldout=not args.no_heldout,
-                   final_grid=not args.no_grid)
+                   final_grid=not args.no_grid, started=started)
     if result.heldout is not None:
         print(format_heldout(result.heldout))
     print(f"done: step {result.final_step}; run folder {os.path.abspath(out)}")
