@@ -128,10 +128,11 @@ class TimeBudget(keras.callbacks.Callback):
         self.deadline, self.end_seconds, self.final_step = deadline, end_seconds, final_step
         self.followers, self.schedule_total, self.log = followers, schedule_total, log
         self.agree = agree
-        self.marks: list[tuple[float, int]] = []
-        self.decided: int | None = None
+        self.marks: list[tuple[float, int]] = []  # (time, step) at the first two chunk ends
 
     def on_epoch_end(self, epoch, logs=None):
+        if len(self.marks) == 2:
+            return
         self.marks.append((time.monotonic(), global_step(self.model)))
         if len(self.marks) == 2 and self.marks[1][1] < self.final_step:
             self.decide(*self.marks[0], *self.marks[1])
@@ -141,22 +142,22 @@ class TimeBudget(keras.callbacks.Callback):
         rate = (step - step0) / max(now - t0, 1e-9)
         left = self.deadline - now - self.end_seconds
         fits = step + max(1, math.floor(rate * left))  # one more: the last step saves
-        self.decided = self.agree(min(self.final_step, fits))
+        decided = self.agree(min(self.final_step, fits))
         speed = f"{rate:.2f} steps/s measured over steps {step0}-{step}"
-        if self.decided < self.final_step:
+        if decided < self.final_step:
             self.log(f"time budget (train.time_budget): at {speed}, training stops at step "
-                     f"{self.decided} instead of {self.final_step} so that the held-out loss "
+                     f"{decided} instead of {self.final_step} so that the held-out loss "
                      f"and grid (~{self.end_seconds:.0f} s) end in time; --steps N trains "
                      "exactly N steps")
             for follower in self.followers:
-                follower.final_step = self.decided
+                follower.final_step = decided
             if self.schedule_total is not None:
-                self.schedule_total.assign(self.decided)
+                self.schedule_total.assign(decided)
         else:
             self.log(f"time budget (train.time_budget): at {speed}, all {self.final_step} "
                      f"steps fit, with about {max(0, (fits - self.final_step) / rate / 60):.1f}"
                      " min to spare")
-        return self.decided
+        return decided
 
 
 class RaiseOnNaN(keras.callbacks.TerminateOnNaN):

@@ -114,11 +114,15 @@ def score_timing(model: NCSN, batch_size: int) -> tuple[float, float]:
     and the held-out loss run them. The unit of the end-of-run estimates: the sampler and
     the held-out loss trace once, then call the network once per step or batch. (Eager
     calls, timed before 2026-12-06, cost about three times as much on a 2-core CPU.)"""
-    if model not in _COMPILED_SCORES:
-        _COMPILED_SCORES[model] = tf.function(model.score, input_signature=[
-            tf.TensorSpec([None, *model.image_shape], tf.float32),
-            tf.TensorSpec([None], tf.int32)])
-    score = _COMPILED_SCORES[model]
+    score = _COMPILED_SCORES.get(model)
+    if score is None:
+        # Through a weak reference: a function holding the model would keep it, its key,
+        # alive for ever (every model a process builds, its data and traced steps).
+        model_ref = weakref.ref(model)
+        score = _COMPILED_SCORES[model] = tf.function(
+            lambda x, level: model_ref().score(x, level), input_signature=[
+                tf.TensorSpec([None, *model.image_shape], tf.float32),
+                tf.TensorSpec([None], tf.int32)])
     x = tf.zeros([batch_size, *model.image_shape])
     levels = tf.zeros([batch_size], tf.int32)
     times = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import types
+import weakref
 
 import keras
 import numpy as np
@@ -83,6 +85,19 @@ def test_time_budget_lowers_the_last_step_to_what_fits():
     slower_worker.agree = lambda step: min(step, 150)
     assert slower_worker.decide(10.0, 50, 35.0, 100) == 150
     assert follower.final_step == 150 and int(total.numpy()) == 150
+
+
+def test_timing_the_score_keeps_no_model_alive():
+    """The end-of-run estimates cache a traced score per model; that cache must not keep
+    the models of a long process (a test session, a notebook) alive."""
+    model = build_model(get_config("quick", ["model.ngf=4", "noise.num_levels=3"]))
+    tracing, per_call = training.score_timing(model, 2)
+    assert tracing > 0 and per_call > 0
+    assert training.score_timing(model, 2)[0] < tracing  # traced once per model
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_time_budget_run_stops_early_on_a_finished_schedule(tmp_path):
