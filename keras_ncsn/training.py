@@ -105,32 +105,40 @@ def heldout_loss(model: NCSN, eval_data, draws: int) -> dict[str, Any]:
     return heldout
 
 
-_COMPILED_SCORES: "weakref.WeakKeyDictionary[NCSN, Callable]" = weakref.WeakKeyDictionary()
+_COMPILED_SCORES: "weakref.WeakKeyDictionary[NCSN, tuple[Callable, float]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def score_timing(model: NCSN, batch_size: int) -> tuple[float, float]:
-    """(tracing, per call): the wall time of the first compiled score evaluation of
-    `batch_size` images, and of each later one (the faster of two), as the sampler's loop
-    and the held-out loss run them. The unit of the end-of-run estimates: the sampler and
-    the held-out loss trace once, then call the network once per step or batch. (Eager
-    calls, timed before 2026-12-06, cost about three times as much on a 2-core CPU.)"""
-    score = _COMPILED_SCORES.get(model)
-    if score is None:
+    """(first call, per call): the wall time of a first compiled score evaluation of
+    `batch_size` images, tracing included, and of each later one (the faster of two), as
+    the sampler's loop and the held-out loss run them. The unit of the end-of-run
+    estimates: the sampler and the held-out loss each trace once, then call the network
+    once per step or batch. The tracing is measured on the model's first call and kept
+    with its traced function, so later estimates include it too. (Eager calls, timed
+    before 2026-12-06, cost about three times as much on a 2-core CPU.)"""
+    cached = _COMPILED_SCORES.get(model)
+    if cached is None:
         # Through a weak reference: a function holding the model would keep it, its key,
         # alive for ever (every model a process builds, its data and traced steps).
         model_ref = weakref.ref(model)
-        score = _COMPILED_SCORES[model] = tf.function(
-            lambda x, level: model_ref().score(x, level), input_signature=[
-                tf.TensorSpec([None, *model.image_shape], tf.float32),
-                tf.TensorSpec([None], tf.int32)])
+        score = tf.function(lambda x, level: model_ref().score(x, level), input_signature=[
+            tf.TensorSpec([None, *model.image_shape], tf.float32),
+            tf.TensorSpec([None], tf.int32)])
+    else:
+        score, tracing = cached
     x = tf.zeros([batch_size, *model.image_shape])
     levels = tf.zeros([batch_size], tf.int32)
     times = []
-    for _ in range(3):
+    for _ in range(2 if cached else 3):
         began = time.perf_counter()
         score(x, levels).numpy()
         times.append(time.perf_counter() - began)
-    return times[0], min(times[1:])
+    per_call = min(times[-2:])
+    if cached is None:  # what the first call cost beyond an ordinary one
+        tracing = max(times[0] - per_call, 0.0)
+        _COMPILED_SCORES[model] = (score, tracing)
+    return tracing + per_call, per_call
 
 
 def about(seconds: float) -> str:
@@ -260,11 +268,17 @@ def _shortened(train_cfg: TrainConfig, steps: int) -> TrainConfig:
                    warmup_fraction=warmup / steps if warmup < steps else train_cfg.warmup_fraction)
 
 
+# A TimeBudget callback, once the callbacks whose final step it sets are built.
+MakeBudget = Callable[[list[keras.callbacks.Callback]], TimeBudget]
+
+
 def _time_budget(model: NCSN, config: Config, strategy: tf.distribute.Strategy, start: int,
                  started: float, final_heldout: bool, final_grid: bool,
-                 eval_data: tf.data.Dataset, log: Callable[[str], None]) -> TimeBudget:
-    """The TimeBudget callback for train.time_budget: its deadline is 95% of the budget
-    after `started`, less the estimated held-out loss, final grid and mid-run grids; the
+                 eval_data: tf.data.Dataset, log: Callable[[str], None]
+                 ) -> MakeBudget:
+    """What builds the TimeBudget callback for train.time_budget from the callbacks whose
+    final step it sets: its deadline is 95% of the budget after `started`, less the
+    estimated held-out loss, final grid and mid-run grids (timed now, before training); the
     workers of a multi-worker run stop at the lowest step any of them can afford."""
     train_cfg, sample = config.train, config.sample
     grids = (train_cfg.steps - start) // sample.grid_every if sample.grid_every else 0
@@ -272,17 +286,18 @@ def _time_budget(model: NCSN, config: Config, strategy: tf.distribute.Strategy, 
     end_seconds = ((_heldout_seconds(model, eval_data, train_cfg) if final_heldout else 0.0)
                    + (_grid_seconds(model, sample) * grids if grids else 0.0))
     schedule = schedule_of(model.optimizer)
-    return TimeBudget(started + 0.95 * 60 * train_cfg.time_budget, end_seconds,
-                      train_cfg.steps, [], schedule.total if schedule else None, log=log,
-                      agree=lambda step: lowest_over_workers(strategy, step))
+    return lambda followers: TimeBudget(
+        started + 0.95 * 60 * train_cfg.time_budget, end_seconds, train_cfg.steps, followers,
+        schedule.total if schedule else None, log=log,
+        agree=lambda step: lowest_over_workers(strategy, step))
 
 
 def _fit(model: NCSN, train_data: tf.data.Dataset, train_cfg: TrainConfig, paths: RunPaths,
          grid: SampleGrid, start: int, chief: bool, progress: bool,
-         budget: TimeBudget | None) -> int:
-    """Runs model.fit from step `start` to train.steps (or the lower step that `budget`
-    sets), in epochs of log_every steps; returns the last step. Only the chief writes
-    checkpoints, logs and grids."""
+         budget: MakeBudget | None) -> int:
+    """Runs model.fit from step `start` to train.steps (or the lower step that the
+    TimeBudget `budget` builds sets), in epochs of log_every steps; returns the last step.
+    Only the chief writes checkpoints, logs and grids."""
     chunk = min(train_cfg.log_every, train_cfg.steps)
     writers = [
         AtomicCheckpoint(paths.checkpoints, train_cfg.checkpoint_every,
@@ -294,26 +309,24 @@ def _fit(model: NCSN, train_data: tf.data.Dataset, train_cfg: TrainConfig, paths
         grid,
     ] if chief else []
     stop = StopAtStep(train_cfg.steps)
-    if budget is not None:
-        budget.followers = [stop, *(w for w in writers if hasattr(w, "final_step"))]
+    timing = [budget([stop, *(w for w in writers if hasattr(w, "final_step"))])] if budget else []
     model.fit(
         shard_by_data(train_data), epochs=math.ceil(train_cfg.steps / chunk),
         steps_per_epoch=chunk, initial_epoch=start // chunk, verbose=0, shuffle=False,
-        callbacks=[RaiseOnNaN(paths.checkpoints), stop, *writers,
-                   *([budget] if budget is not None else [])])
+        callbacks=[RaiseOnNaN(paths.checkpoints), stop, *writers, *timing])
     return global_step(model)
 
 
 def _heldout_seconds(model: NCSN, eval_data: tf.data.Dataset, train_cfg: TrainConfig) -> float:
     """Estimated wall time of the held-out loss."""
-    tracing, per_call = score_timing(model, train_cfg.batch_size)
-    return tracing + per_call * max(int(eval_data.cardinality()), 0) * train_cfg.eval_draws
+    first, per_call = score_timing(model, train_cfg.batch_size)
+    return first + per_call * max(int(eval_data.cardinality()), 0) * train_cfg.eval_draws
 
 
 def _grid_seconds(model: NCSN, sample: SampleConfig) -> float:
     """Estimated wall time of one sample grid."""
-    tracing, per_call = score_timing(model, sample.num_images)
-    return tracing + per_call * model.sampler(**sample_options(sample)).num_steps
+    first, per_call = score_timing(model, sample.num_images)
+    return first + per_call * model.sampler(**sample_options(sample)).num_steps
 
 
 def _final_heldout(model: NCSN, eval_data: tf.data.Dataset, train_cfg: TrainConfig,

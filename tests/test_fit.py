@@ -62,6 +62,18 @@ def test_fit_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
     assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
 
 
+def test_steps_turns_the_time_budget_off_unless_set_gives_one():
+    def trained(*argv: str):
+        return get_config("quick", fit.config_overrides(fit.parse_args(argv))).train
+
+    assert trained().time_budget == 14 and trained().steps == 1400
+    assert trained("--steps", "30").time_budget == 0 and trained("--steps", "30").steps == 30
+    for argv in (["--steps", "30", "--set", "train.time_budget=3"],
+                 ["--set", "train.time_budget=3", "--steps", "30"]):
+        assert trained(*argv).time_budget == 3 and trained(*argv).steps == 30
+    assert trained("--set", "train.steps=9", "--steps", "30").steps == 30  # the shortcut wins
+
+
 def test_time_budget_lowers_the_last_step_to_what_fits():
     lines = []
 
@@ -91,9 +103,12 @@ def test_timing_the_score_keeps_no_model_alive():
     """The end-of-run estimates cache a traced score per model; that cache must not keep
     the models of a long process (a test session, a notebook) alive."""
     model = build_model(get_config("quick", ["model.ngf=4", "noise.num_levels=3"]))
-    tracing, per_call = training.score_timing(model, 2)
-    assert tracing > 0 and per_call > 0
-    assert training.score_timing(model, 2)[0] < tracing  # traced once per model
+    first, per_call = training.score_timing(model, 2)
+    assert first > per_call > 0
+    score, tracing = training._COMPILED_SCORES[model]
+    again, per_call = training.score_timing(model, 2)
+    assert again == pytest.approx(tracing + per_call)  # later estimates include the tracing
+    assert again > per_call and score.experimental_get_tracing_count() == 1  # traced once
     gone = weakref.ref(model)
     del model
     gc.collect()

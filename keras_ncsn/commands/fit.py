@@ -62,6 +62,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """The --set items with the shortcut flags as items: the shortcuts win over --set,
+    except that a train.time_budget given by --set wins over --steps turning it off (it
+    comes first, and the last value of a repeated key is kept)."""
+    overrides = ["train.time_budget=0"] if args.steps is not None else []
+    overrides += args.overrides
+    for key, value in (("data.dataset", args.dataset), ("data.data_dir", args.data_dir),
+                       ("train.steps", args.steps)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return overrides
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()  # train.time_budget counts the whole command, start-up too
     args = parse_args(argv)
@@ -78,15 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume and args.out and os.path.abspath(args.out) != os.path.abspath(args.resume):
         raise ConfigError(f"--resume writes into its run folder {args.resume}: leave out --out "
                           f"{args.out}")
-    overrides = list(args.overrides)
-    for key, value in (("data.dataset", args.dataset), ("data.data_dir", args.data_dir),
-                       ("train.steps", args.steps)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if args.steps is not None and "train.time_budget" not in {
-            item.partition("=")[0].strip() for item in overrides}:
-        overrides.append("train.time_budget=0")
-    config = get_config(args.resume or args.config or "quick", overrides)
+    config = get_config(args.resume or args.config or "quick", config_overrides(args))
     out = args.resume or args.out or os.path.join("runs", config.name)
     strategy = make_strategy(args.strategy, args.tpu)
     result = train(config, out, progress=not args.no_progress and is_chief(strategy),
