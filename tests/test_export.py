@@ -332,6 +332,36 @@ def test_export_stores_the_weights_and_the_network_once(keras_run, exported):
     assert len([count for count in convolutions if count > 1]) == 1
 
 
+def test_onnx_conversion_skips_a_failing_optimizer_pass(tmp_path, monkeypatch):
+    """The conversion runs tf2onnx without its per-pass graph copies (half the time); a pass
+    that then fails makes it convert again with them, skipping that pass."""
+    import collections
+
+    import onnxruntime
+    from tf2onnx import optimizer
+
+    from keras_ncsn.export import _save_onnx
+
+    class Failing(optimizer.IdentityOptimizer):
+        def _optimize(self, graph):
+            calls.append(os.environ.get("TF2ONNX_CATCH_ERRORS"))
+            raise RuntimeError("a broken pass")
+
+    calls = []
+    monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    monkeypatch.setattr(optimizer, "_optimizers", collections.OrderedDict(
+        [*optimizer._optimizers.items(), ("failing", Failing)]))
+    function = tf.function(lambda x: 2 * x + 1, input_signature=[
+        tf.TensorSpec([None, 3], tf.float32, name="x")]).get_concrete_function()
+    path = str(tmp_path / "f.onnx")
+    _save_onnx(function, path, "y")
+    assert calls[:2] == ["FALSE", None]  # the fast try failed, the catching one went on
+    session = onnxruntime.InferenceSession(path)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(session.run(["y"], {"x": x})[0], 2 * x + 1)
+    assert "TF2ONNX_CATCH_ERRORS" not in os.environ
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 5])
 def test_score_of_saved_model_and_onnx_match_keras(keras_run, exported, batch):
