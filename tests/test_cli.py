@@ -130,52 +130,42 @@ def _clean_env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_a_short_fit_prints_no_tensorflow_log_lines_and_names_its_device(tmp_path):
+def test_a_short_fit_prints_no_tensorflow_log_lines_and_announces_its_work(tmp_path):
+    """A real process (TensorFlow's C++ logging is set up at import): a quiet start naming
+    the device, the held-out loss announced with its estimate before it runs, and --no-grid
+    skipping only the final grid."""
+    from conftest import SMALL, set_args
+
+    out = tmp_path / "run"
     completed = subprocess.run(
-        [sys.executable, os.path.join(REPO, "scripts", "fit.py"), "--steps", "1",
-         "--set", "model.ngf=4", "--set", "train.batch_size=8", "--set", "noise.num_levels=3",
-         "--set", "data.max_train_images=64", "--set", "data.eval_images=16",
-         "--set", "sample.num_images=4", "--set", "sample.steps_per_level=2",
-         "--no-progress", "--out", str(tmp_path / "run")],
+        [sys.executable, os.path.join(REPO, "scripts", "fit.py"), *set_args(SMALL),
+         "--steps", "2", "--no-progress", "--no-grid", "--out", str(out)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path, env=_clean_env())
     assert completed.returncode == 0, completed.stderr
-    output = completed.stdout + completed.stderr
+    output, printed = completed.stdout + completed.stderr, completed.stdout
     assert not LOG_LINE.search(output), output
-    assert re.search(r"^device: (CPU \(no GPU found\)|\d+ GPUs? \(.+\))$", completed.stdout,
-                     re.MULTILINE), completed.stdout
-
-
-def _fit(capsys, out, *flags: str) -> str:
-    from conftest import SMALL, load_script, set_args
-
-    fit = load_script("fit")
-    assert fit.main(["--no-progress", *set_args(SMALL), "--steps", "2", "--out", str(out),
-                     *flags]) == 0
-    return capsys.readouterr().out
-
-
-def test_fit_announces_the_end_of_run_work_with_estimates(tmp_path, capsys):
-    out = tmp_path / "run"
-    printed = _fit(capsys, out)
-    # 3 noise levels x 2 steps per level (SMALL), 4 images; 16 eval images in batches of 8.
+    assert re.search(r"^device: (CPU \(no GPU found\)|\d+ GPUs? \(.+\))$", printed,
+                     re.MULTILINE), printed
+    # 16 eval images in batches of 8 (SMALL).
     assert re.search(r"^held-out loss: 2 batches x 1 noise draws, about \d+ (s|min)"
                      r" \(skip with fit.py --no-heldout\)$", printed, re.MULTILINE), printed
-    assert re.search(r"^final sample grid: 4 images x 6 Langevin steps, about \d+ (s|min) "
-                     r"\(skip with fit.py --no-grid;", printed, re.MULTILINE), printed
     assert printed.index("held-out loss:") < printed.index("held-out DSM loss")
     assert (out / "heldout_loss.json").is_file()
-    assert list((out / "samples").glob("grid-*.png"))
-    assert re.search(r"^device: ", printed, re.MULTILINE)
-
-
-def test_fit_no_heldout_and_no_grid_skip_them(tmp_path, capsys):
-    out = tmp_path / "run"
-    printed = _fit(capsys, out, "--no-heldout", "--no-grid")
-    assert "held-out loss skipped" in printed and "final sample grid skipped" in printed
-    assert "held-out DSM loss" not in printed and "done: step 2" in printed
-    assert not (out / "heldout_loss.json").exists()
+    assert "final sample grid skipped" in printed and "done: step 2" in printed
     assert not list(out.glob("samples/grid-*.png"))
-    # Each flag alone skips only its own part.
-    printed = _fit(capsys, tmp_path / "grid_only", "--no-heldout")
-    assert "held-out loss skipped" in printed and "final sample grid:" in printed
-    assert list((tmp_path / "grid_only").glob("samples/grid-*.png"))
+
+
+def test_fit_announces_the_final_grid_and_no_heldout_skips_only_the_loss(tmp_path, capsys):
+    from conftest import SMALL, load_script, set_args
+
+    out = tmp_path / "run"
+    fit = load_script("fit")
+    assert fit.main(["--no-progress", *set_args(SMALL), "--steps", "2", "--out", str(out),
+                     "--no-heldout"]) == 0
+    printed = capsys.readouterr().out
+    # 3 noise levels x 2 steps per level (SMALL), 4 images.
+    assert re.search(r"^final sample grid: 4 images x 6 Langevin steps, about \d+ (s|min) "
+                     r"\(skip with fit.py --no-grid;", printed, re.MULTILINE), printed
+    assert list((out / "samples").glob("grid-*.png"))
+    assert "held-out loss skipped" in printed and "held-out DSM loss" not in printed
+    assert not (out / "heldout_loss.json").exists()
