@@ -114,9 +114,10 @@ class TimeBudget(keras.callbacks.Callback):
     """Lowers the run's last step so that training, then `end_seconds` of end-of-run work
     (held-out loss, final grid), end by `deadline` (a `time.monotonic()` value).
 
-    The speed is measured over the second logging chunk (the first includes tracing) and
-    the decision taken once, at its end: the last step becomes the lower of the planned one
-    and what fits, and is passed to `followers` (callbacks with a `final_step`) and to the
+    The speed is measured from the end of the first logging chunk (which includes tracing)
+    and the decision taken at the end of the second, then checked again at each later chunk
+    end with the speed so far, since a shared machine can slow down: the last step only ever
+    becomes lower. It is passed to `followers` (callbacks with a `final_step`) and to the
     learning-rate schedule's `total`, so the schedule still decays to 0 at the end.
     `agree` turns this process's step into the one all workers use (the lowest).
     """
@@ -128,14 +129,15 @@ class TimeBudget(keras.callbacks.Callback):
         self.deadline, self.end_seconds, self.final_step = deadline, end_seconds, final_step
         self.followers, self.schedule_total, self.log = followers, schedule_total, log
         self.agree = agree
-        self.marks: list[tuple[float, int]] = []  # (time, step) at the first two chunk ends
+        self.start: tuple[float, int] | None = None  # (time, step) at the first chunk's end
+        self.decided = False
 
     def on_epoch_end(self, epoch, logs=None):
-        if len(self.marks) == 2:
-            return
-        self.marks.append((time.monotonic(), global_step(self.model)))
-        if len(self.marks) == 2 and self.marks[1][1] < self.final_step:
-            self.decide(*self.marks[0], *self.marks[1])
+        now, step = time.monotonic(), global_step(self.model)
+        if self.start is None:
+            self.start = (now, step)
+        elif step < self.final_step:  # the same steps on every worker: `agree` stays in step
+            self.decide(*self.start, now, step)
 
     def decide(self, t0: float, step0: int, now: float, step: int) -> int:
         """Sets and returns the last step, from the speed between (t0, step0) and (now, step)."""
@@ -147,16 +149,18 @@ class TimeBudget(keras.callbacks.Callback):
         if decided < self.final_step:
             self.log(f"time budget (train.time_budget): at {speed}, training stops at step "
                      f"{decided} instead of {self.final_step} so that the held-out loss "
-                     f"and grid (~{self.end_seconds:.0f} s) end in time; --steps N trains "
-                     "exactly N steps")
+                     f"and grid (~{self.end_seconds:.0f} s) end in time"
+                     + ("" if self.decided else "; --steps N trains exactly N steps"))
+            self.final_step = decided
             for follower in self.followers:
                 follower.final_step = decided
             if self.schedule_total is not None:
                 self.schedule_total.assign(decided)
-        else:
+        elif not self.decided:
             self.log(f"time budget (train.time_budget): at {speed}, all {self.final_step} "
                      f"steps fit, with about {max(0, (fits - self.final_step) / rate / 60):.1f}"
                      " min to spare")
+        self.decided = True
         return decided
 
 

@@ -99,6 +99,25 @@ def test_time_budget_lowers_the_last_step_to_what_fits():
     assert follower.final_step == 150 and int(total.numpy()) == 150
 
 
+def test_time_budget_checks_again_at_each_chunk_end(monkeypatch):
+    """A machine that slows down after the decision (a shared CPU): the last step is
+    lowered again with the speed so far, quietly kept while it fits, and never raised."""
+    lines, follower = [], types.SimpleNamespace(final_step=1000)
+    model = types.SimpleNamespace(optimizer=types.SimpleNamespace(iterations=keras.Variable(0)))
+    budget = callbacks.TimeBudget(100.0, 20.0, 1000, [follower], log=lines.append)
+    budget.set_model(model)
+    clock = iter([10.0, 35.0, 45.0, 60.0, 61.0])
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    for step, final, logged in [(50, 1000, 0), (100, 190, 1),  # 2 steps/s from step 50
+                                (120, 190, 1),  # still 2 steps/s: 190 fits, nothing said
+                                (120, 148, 2),  # 1.4 steps/s since step 50: lowered
+                                (147, 148, 2)]:  # faster again: never raised
+        model.optimizer.iterations.assign(step)
+        budget.on_epoch_end(0)
+        assert (follower.final_step, len(lines)) == (final, logged), (step, lines)
+    assert "training stops at step 148 instead of 190" in lines[-1]
+
+
 def test_timing_the_score_keeps_no_model_alive():
     """The end-of-run estimates cache a traced score per model; that cache must not keep
     the models of a long process (a test session, a notebook) alive."""
