@@ -111,16 +111,21 @@ class StopAtStep(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Lowers the run's last step so that training, then `end_seconds` of end-of-run work
-    (held-out loss, final grid), end by `deadline` (a `time.monotonic()` value).
+    """Sets the run's last step, at most `final_step`, so that training, then `end_seconds`
+    of end-of-run work (held-out loss, final grid), end by `deadline` (a `time.monotonic()`
+    value).
 
     The speed is measured from the end of the first logging chunk (which includes tracing)
-    and the decision taken at the end of the second, then checked again at each later chunk
-    end with the speed so far, since a shared machine can slow down: the last step only ever
-    becomes lower. It is passed to `followers` (callbacks with a `final_step`) and to the
-    learning-rate schedule's `total`, so the schedule still decays to 0 at the end.
-    `agree` turns this process's step into the one all workers use (the lowest).
+    and the decision taken at the end of the second, then taken again at each later chunk
+    end with the speed so far, since a shared machine can slow down or speed up: the last
+    step moves down or back up, never past `final_step` (train.steps). It is passed to
+    `followers` (callbacks with a `final_step`) and to the learning-rate schedule's `total`,
+    so the schedule still decays to 0 at the end. Later moves are logged when they shift
+    the last step by `LOG_SHIFT` of train.steps or more. `agree` turns this process's step
+    into the one all workers use (the lowest).
     """
+
+    LOG_SHIFT = 0.05
 
     def __init__(self, deadline: float, end_seconds: float, final_step: int,
                  followers: Sequence[keras.callbacks.Callback], schedule_total=None,
@@ -129,8 +134,9 @@ class TimeBudget(keras.callbacks.Callback):
         self.deadline, self.end_seconds, self.final_step = deadline, end_seconds, final_step
         self.followers, self.schedule_total, self.log = followers, schedule_total, log
         self.agree = agree
+        self.steps = final_step  # train.steps: the last step is never set past it
         self.start: tuple[float, int] | None = None  # (time, step) at the first chunk's end
-        self.decided = False
+        self.logged: int | None = None  # the last step the log last announced
 
     def on_epoch_end(self, epoch, logs=None):
         now, step = time.monotonic(), global_step(self.model)
@@ -144,24 +150,33 @@ class TimeBudget(keras.callbacks.Callback):
         rate = (step - step0) / max(now - t0, 1e-9)
         left = self.deadline - now - self.end_seconds
         fits = step + max(1, math.floor(rate * left))  # one more: the last step saves
-        decided = self.agree(min(self.final_step, fits))
-        speed = f"{rate:.2f} steps/s measured over steps {step0}-{step}"
-        if decided < self.final_step:
-            self.log(f"time budget (train.time_budget): at {speed}, training stops at step "
-                     f"{decided} instead of {self.final_step} so that the held-out loss "
-                     f"and grid (~{self.end_seconds:.0f} s) end in time"
-                     + ("" if self.decided else "; --steps N trains exactly N steps"))
-            self.final_step = decided
-            for follower in self.followers:
-                follower.final_step = decided
-            if self.schedule_total is not None:
-                self.schedule_total.assign(decided)
-        elif not self.decided:
-            self.log(f"time budget (train.time_budget): at {speed}, all {self.final_step} "
-                     f"steps fit, with about {max(0, (fits - self.final_step) / rate / 60):.1f}"
-                     " min to spare")
-        self.decided = True
+        decided = self.agree(min(self.steps, fits))
+        self.announce(decided, f"{rate:.2f} steps/s measured over steps {step0}-{step}",
+                      (fits - self.steps) / rate / 60)
+        self.final_step = decided
+        for follower in self.followers:
+            follower.final_step = decided
+        if self.schedule_total is not None:
+            self.schedule_total.assign(decided)
         return decided
+
+    def announce(self, decided: int, speed: str, spare_minutes: float) -> None:
+        """Logs the first decision, and later ones that move the last step far enough."""
+        prefix = f"time budget (train.time_budget): at {speed}, "
+        if self.logged is None and decided == self.steps:
+            self.log(prefix + f"all {self.steps} steps fit, with about "
+                     f"{max(0.0, spare_minutes):.1f} min to spare")
+        elif self.logged is None:
+            self.log(prefix + f"training stops at step {decided} instead of {self.steps} so "
+                     f"that the held-out loss and grid (~{self.end_seconds:.0f} s) end in "
+                     "time; --steps N trains exactly N steps")
+        elif abs(decided - self.logged) >= self.LOG_SHIFT * self.steps:
+            self.log(prefix + f"training now stops at step {decided} instead of "
+                     f"{self.logged}" + (" (all of train.steps)" if decided == self.steps
+                                         else ""))
+        else:
+            return
+        self.logged = decided
 
 
 class RaiseOnNaN(keras.callbacks.TerminateOnNaN):
@@ -198,7 +213,7 @@ class Progress(keras.callbacks.Callback):
                         disable=not self.show, dynamic_ncols=True, mininterval=1.0)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.bar.total != self.final_step:  # lowered by TimeBudget
+        if self.bar.total != self.final_step:  # moved by TimeBudget
             self.bar.total = self.final_step
             self.bar.refresh()
         self.bar.update(global_step(self.model) - self.bar.n)

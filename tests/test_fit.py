@@ -99,23 +99,47 @@ def test_time_budget_lowers_the_last_step_to_what_fits():
     assert follower.final_step == 150 and int(total.numpy()) == 150
 
 
-def test_time_budget_checks_again_at_each_chunk_end(monkeypatch):
-    """A machine that slows down after the decision (a shared CPU): the last step is
-    lowered again with the speed so far, quietly kept while it fits, and never raised."""
-    lines, follower = [], types.SimpleNamespace(final_step=1000)
+def _run_budget(monkeypatch, deadline: float, chunk_ends: list[tuple[float, int, int, int]]
+                ) -> list[str]:
+    """Feeds a TimeBudget (train.steps 300, 20 s of end-of-run work) chunk ends at
+    (time, step) on a fake clock, checking after each the (last step, lines logged)."""
+    lines, follower = [], types.SimpleNamespace(final_step=300)
     model = types.SimpleNamespace(optimizer=types.SimpleNamespace(iterations=keras.Variable(0)))
-    budget = callbacks.TimeBudget(100.0, 20.0, 1000, [follower], log=lines.append)
+    budget = callbacks.TimeBudget(deadline, 20.0, 300, [follower], log=lines.append)
     budget.set_model(model)
-    clock = iter([10.0, 35.0, 45.0, 60.0, 61.0])
+    clock = iter([now for now, *_ in chunk_ends])
     monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
-    for step, final, logged in [(50, 1000, 0), (100, 190, 1),  # 2 steps/s from step 50
-                                (120, 190, 1),  # still 2 steps/s: 190 fits, nothing said
-                                (120, 148, 2),  # 1.4 steps/s since step 50: lowered
-                                (147, 148, 2)]:  # faster again: never raised
+    for _, step, final, logged in chunk_ends:
         model.optimizer.iterations.assign(step)
         budget.on_epoch_end(0)
         assert (follower.final_step, len(lines)) == (final, logged), (step, lines)
-    assert "training stops at step 148 instead of 190" in lines[-1]
+    return lines
+
+
+def test_time_budget_checks_again_at_each_chunk_end(monkeypatch):
+    """A machine that slows down after the decision (a shared CPU): the last step is
+    lowered with the speed so far, raised again when it speeds up, and only moves of 5%
+    of train.steps or more are logged."""
+    lines = _run_budget(monkeypatch, 100.0, [
+        (10.0, 50, 300, 0), (35.0, 100, 190, 1),  # 2 steps/s from step 50
+        (45.0, 120, 190, 1),  # still 2 steps/s: 190 fits, nothing said
+        (60.0, 120, 148, 2),  # 1.4 steps/s since step 50: lowered
+        (61.0, 147, 183, 3),  # 1.9 steps/s: raised
+        (62.0, 150, 184, 3)])  # one step more: quietly
+    assert "training stops at step 190 instead of 300" in lines[0]
+    assert "training now stops at step 148 instead of 190" in lines[1]
+    assert "training now stops at step 183 instead of 148" in lines[2]
+
+
+def test_time_budget_measured_on_a_busy_machine_recovers_the_steps(monkeypatch):
+    """A slow first measurement (another job finishing) no longer costs the whole run: the
+    last step rises with the speed so far, up to train.steps and never past it."""
+    lines = _run_budget(monkeypatch, 200.0, [
+        (10.0, 50, 300, 0), (110.0, 100, 135, 1),  # 0.5 steps/s at first
+        (120.0, 130, 173, 2), (125.0, 172, 230, 3),
+        (126.0, 229, 300, 4)])  # 1.5 steps/s would reach step 312: train.steps it is
+    assert lines[-1].endswith("training now stops at step 300 instead of 230 "
+                              "(all of train.steps)")
 
 
 def test_timing_the_score_keeps_no_model_alive():
