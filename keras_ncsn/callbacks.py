@@ -136,7 +136,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.agree = agree
         self.steps = final_step  # train.steps: the last step is never set past it
         self.start: tuple[float, int] | None = None  # (time, step) at the first chunk's end
-        self.logged: int | None = None  # the last step the log last announced
+        self.logged: int | None = None  # the last step most recently logged
 
     def on_epoch_end(self, epoch, logs=None):
         now, step = time.monotonic(), global_step(self.model)

@@ -130,8 +130,8 @@ class TrainConfig:
     `time_budget` (minutes, 0 = off) bounds the whole fit command: after two logging chunks
     training measures its speed and, if `steps` would not fit with the held-out loss and
     the final grid, lowers `steps` so the command ends in about 95% of the budget; at each
-    later chunk end it decides again with the speed so far, between that and `steps` (never
-    past it); the schedule then decays to 0 at the step trained last.
+    later chunk end it decides again with the speed so far, lowering or raising the last
+    step (never past `steps`); the schedule then decays to 0 at the step trained last.
     """
 
     objective: str = "dsm"
