@@ -384,7 +384,7 @@ QUICK = Config(
     train=TrainConfig(batch_size=64, steps=1400, learning_rate=3e-3, lr_schedule="cosine",
                       warmup_fraction=0.05, ema_momentum=0.99, checkpoint_every=300, log_every=50,
                       time_budget=14.0),
-    sample=SampleConfig(num_images=64, steps_per_level=30, step_size=8e-5,
+    sample=SampleConfig(num_images=64, steps_per_level=30, step_size=1.2e-4,
                         convention="reference_code", denoise=True, jit_compile=False),
 )
 

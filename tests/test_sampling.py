@@ -106,7 +106,7 @@ def test_consistent_convention_refuses_a_step_past_its_range():
         step_sizes([1.0, 0.1], 0.03, "consistent")
     with pytest.raises(ConfigError, match="sample.step_size <= 2 noise.sigma_end"):  # before training
         get_config("quick", ["sample.convention=consistent", "sample.step_size=1e-3"])
-    assert get_config("quick", ["sample.convention=consistent"]).sample.step_size == 8e-5
+    assert get_config("quick", ["sample.convention=consistent"]).sample.step_size == 1.2e-4
 
 
 def test_paper_convention_with_double_step_is_reference_code():
