@@ -20,6 +20,8 @@ import tempfile
 import time
 from typing import Sequence
 
+from train_speed import quick_model_and_data
+
 WARMUP_STEPS, PROFILED_STEPS, SHOWN = 5, 10, 15
 
 
@@ -48,18 +50,9 @@ def op_seconds(trace_dir: str) -> collections.Counter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     assignments = sys.argv[1:] if argv is None else list(argv)
-    # keras_ncsn first: it turns on TensorFlow's oneDNN kernels before TensorFlow loads.
-    from keras_ncsn.config import get_config
-    from keras_ncsn.model import build_model, compile_model
-
-    import numpy as np
+    config, model, data = quick_model_and_data(assignments)
     import tensorflow as tf
 
-    config = get_config("quick", assignments)
-    model = compile_model(build_model(config), config.train)
-    batch = config.train.batch_size
-    images = np.random.default_rng(0).random((batch * 30, 28, 28, 1), dtype=np.float32)
-    data = tf.data.Dataset.from_tensor_slices(images).batch(batch).repeat()
     model.fit(data, steps_per_epoch=WARMUP_STEPS, epochs=1, verbose=0)
     with tempfile.TemporaryDirectory() as trace_dir:
         tf.profiler.experimental.start(trace_dir)

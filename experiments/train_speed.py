@@ -12,7 +12,31 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from keras_ncsn.config import Config
+    from keras_ncsn.model import NCSN
+
+
+def quick_model_and_data(assignments: Sequence[str]) -> tuple[Config, NCSN, tf.data.Dataset]:
+    """(config, compiled model, endless dataset of random 28x28 batches) for the quick preset
+    with `assignments`; shared with step_profile.py."""
+    # keras_ncsn first: it turns on TensorFlow's oneDNN kernels, which must happen before
+    # TensorFlow is imported (without them this CPU trains about half as fast).
+    from keras_ncsn.config import get_config
+    from keras_ncsn.model import build_model, compile_model
+
+    import numpy as np
+    import tensorflow as tf
+
+    config = get_config("quick", assignments)
+    model = compile_model(build_model(config), config.train)
+    batch = config.train.batch_size
+    images = np.random.default_rng(0).random((batch * 30, 28, 28, 1), dtype=np.float32)
+    return config, model, tf.data.Dataset.from_tensor_slices(images).batch(batch).repeat()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,18 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: train_speed.py NGF BATCH", file=sys.stderr)
         return 2
     ngf, batch = int(args[0]), int(args[1])
-    # keras_ncsn first: it turns on TensorFlow's oneDNN kernels, which must happen before
-    # TensorFlow is imported (without them this CPU trains about half as fast).
-    from keras_ncsn.config import get_config
-    from keras_ncsn.model import build_model, compile_model, count_trainable_parameters
+    from keras_ncsn.model import count_trainable_parameters
 
-    import numpy as np
-    import tensorflow as tf
-
-    config = get_config("quick", [f"model.ngf={ngf}", f"train.batch_size={batch}"])
-    model = compile_model(build_model(config), config.train)
-    images = np.random.default_rng(0).random((batch * 30, 28, 28, 1), dtype=np.float32)
-    data = tf.data.Dataset.from_tensor_slices(images).batch(batch).repeat()
+    _, model, data = quick_model_and_data([f"model.ngf={ngf}", f"train.batch_size={batch}"])
     start = time.perf_counter()
     model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
     warm = time.perf_counter() - start
