@@ -3,7 +3,7 @@
     python experiments/step_profile.py                       # the quick preset
     python experiments/step_profile.py model.ngf=24 train.jit_compile=true
 
-Runs 5 warm-up `fit` steps on random 28x28 images, then profiles 10 more with
+Runs 5 warm-up `fit` steps on random images, then profiles 10 more with
 `tf.profiler` and sums the op events on TensorFlow's compute threads by op type. The
 shares say what a faster kernel could gain: the convolutions (forward, and the input and
 filter gradients) against everything else (normalisation, activations, the optimizer).
@@ -61,15 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall = time.perf_counter() - start
         tf.profiler.experimental.stop()
         seconds = op_seconds(trace_dir)
+    print(f"{' '.join(assignments) or 'quick preset'}: {PROFILED_STEPS / wall:.2f} steps/s "
+          "(profiled)")
+    if config.train.jit_compile:
+        print("  XLA runs the step as compiled clusters, which the profiler does not break "
+              "down by op: only the speed compares")
+        return 0
     total = sum(seconds.values())
     conv = sum(value for name, value in seconds.items() if "Conv2D" in name)
-    print(f"{' '.join(assignments) or 'quick preset'}: {PROFILED_STEPS / wall:.2f} steps/s "
-          f"(profiled); op time {total:.2f} s over {wall:.2f} s wall, convolutions "
-          f"{conv / total:.0%}")
-    if config.train.jit_compile:
-        print("  (XLA runs the step as compiled clusters, which the profiler does not "
-              "break down by op: only the speed above compares)")
-        return 0
+    print(f"  op time {total:.2f} s over {wall:.2f} s wall; convolutions {conv / total:.0%}")
     for name, value in seconds.most_common(SHOWN):
         print(f"  {name:40s} {value:7.3f} s  {value / total:6.1%}")
     return 0

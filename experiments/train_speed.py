@@ -2,7 +2,7 @@
 
     python experiments/train_speed.py 16 64        # ngf 16, batch 64
 
-Times 20 `fit` steps after 3 warm-up steps on random 28x28 images (no data pipeline), in
+Times 20 `fit` steps after 3 warm-up steps on random images (no data pipeline), in
 one process per setting, so settings measured one after another on an idle machine compare.
 The widths chosen for the quick preset and the shipped models came from these numbers
 (docs/quick_preset_tuning.md).
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def quick_model_and_data(assignments: Sequence[str]) -> tuple[Config, NCSN, tf.data.Dataset]:
-    """(config, compiled model, endless dataset of random 28x28 batches) for the quick preset
+    """(config, compiled model, endless dataset of random image batches) for the quick preset
     with `assignments`; shared with step_profile.py."""
     # keras_ncsn first: it turns on TensorFlow's oneDNN kernels, which must happen before
     # TensorFlow is imported (without them this CPU trains about half as fast).
@@ -35,7 +35,9 @@ def quick_model_and_data(assignments: Sequence[str]) -> tuple[Config, NCSN, tf.d
     config = get_config("quick", assignments)
     model = compile_model(build_model(config), config.train)
     batch = config.train.batch_size
-    images = np.random.default_rng(0).random((batch * 30, 28, 28, 1), dtype=np.float32)
+    size, channels = config.data.image_size, config.data.channels
+    images = np.random.default_rng(0).random((batch * 30, size, size, channels),
+                                             dtype=np.float32)
     return config, model, tf.data.Dataset.from_tensor_slices(images).batch(batch).repeat()
 
 
