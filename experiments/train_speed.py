@@ -43,8 +43,8 @@ def quick_model_and_data(assignments: Sequence[str]) -> tuple[Config, NCSN, tf.d
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 2:
-        print("usage: train_speed.py NGF BATCH", file=sys.stderr)
+    if len(args) != 2 or not all(arg.isdigit() for arg in args):
+        print("usage: train_speed.py NGF BATCH (two positive integers)", file=sys.stderr)
         return 2
     ngf, batch = int(args[0]), int(args[1])
     from keras_ncsn.model import count_trainable_parameters
@@ -63,4 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from keras_ncsn.cli import quiet_tensorflow, run_main
+
+    quiet_tensorflow()
+    sys.exit(run_main(main))
