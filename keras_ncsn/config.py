@@ -132,6 +132,10 @@ class TrainConfig:
     the final grid, lowers `steps` so the command ends in about 95% of the budget; at each
     later chunk end it decides again with the speed so far, lowering or raising the last
     step (never past `steps`); the schedule then decays to 0 at the step trained last.
+    Each training sample's noise level is drawn uniformly (the paper's) unless `level_focus`
+    (a sigma, 0 = off) is set: then levels near it are drawn more often, with log-sigma
+    weights of std `level_focus_width` (`keras_ncsn.noise.level_probabilities`). Held-out
+    losses always draw levels uniformly, so they compare across settings.
     """
 
     objective: str = "dsm"
@@ -150,6 +154,8 @@ class TrainConfig:
     log_every: int = 100
     eval_draws: int = 4
     time_budget: float = 0.0
+    level_focus: float = 0.0
+    level_focus_width: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -166,6 +172,13 @@ class TrainConfig:
         _check(self.clip_norm >= 0, "train.clip_norm must be >= 0 (0 turns clipping off)")
         _check(0 <= self.time_budget < float("inf"),
                "train.time_budget must be a finite number of minutes >= 0 (0 turns it off)")
+        _check(0 <= self.level_focus < float("inf"),
+               "train.level_focus must be a finite sigma >= 0 (0 draws levels uniformly)")
+        _check(0 < self.level_focus_width < float("inf"),
+               "train.level_focus_width must be a finite number > 0")
+        _check(self.level_focus > 0 or self.level_focus_width == 1.0,
+               "train.level_focus_width has no effect while train.level_focus is 0 (levels "
+               "are drawn uniformly): set train.level_focus too, or train.level_focus_width=1")
 
 
 def consistent_step_limit(sigma_end: float) -> float:
@@ -383,7 +396,7 @@ QUICK = Config(
     noise=NoiseConfig(sigma_begin=5.0, sigma_end=0.02, num_levels=10),
     train=TrainConfig(batch_size=64, steps=1400, learning_rate=3e-3, lr_schedule="cosine",
                       warmup_fraction=0.05, ema_momentum=0.99, checkpoint_every=300, log_every=50,
-                      time_budget=14.0),
+                      time_budget=14.0, level_focus=0.5, level_focus_width=1.5),
     sample=SampleConfig(num_images=64, steps_per_level=30, step_size=1.2e-4,
                         convention="reference_code", denoise=True, jit_compile=False),
 )

@@ -27,7 +27,7 @@ from keras_ncsn.config import OBJECTIVES, Config, SampleConfig, TrainConfig
 from keras_ncsn.errors import ConfigError
 from keras_ncsn.losses import annealed_ssm_per_sample, dsm_per_sample, random_projections
 from keras_ncsn.masks import check_images
-from keras_ncsn.noise import get_sigmas
+from keras_ncsn.noise import get_sigmas, level_probabilities
 from keras_ncsn.sampling import LangevinSampler, sampler_from_config
 
 
@@ -69,11 +69,12 @@ class NCSN(keras.Model):
 
     def __init__(self, image_shape: Sequence[int], sigmas: Sequence[float], ngf: int = 64,
                  scale_by_sigma: bool = False, seed: int = 0, objective: str = "dsm",
-                 **kwargs):
+                 level_weights: Sequence[float] | None = None, **kwargs):
         super().__init__(**kwargs)
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         self.objective, self.seed = objective, seed
+        self.level_weights = _check_level_weights(level_weights, len(sigmas))
         self.backbone = CondRefineNetDilated(image_shape, sigmas, ngf=ngf,
                                              scale_by_sigma=scale_by_sigma, name="backbone")
         self.seed_generator = keras.random.SeedGenerator(seed, name="dsm_seed")
@@ -208,7 +209,20 @@ class NCSN(keras.Model):
         return {**super().get_config(), "image_shape": list(self.image_shape),
                 "sigmas": [float(s) for s in keras.ops.convert_to_numpy(self.sigmas)],
                 "ngf": self.ngf, "scale_by_sigma": self.scale_by_sigma, "seed": self.seed,
-                "objective": self.objective}
+                "objective": self.objective, "level_weights": self.level_weights}
+
+
+def _check_level_weights(weights: Sequence[float] | None, num_levels: int) -> list[float] | None:
+    """`weights` as a list of floats (None: uniform draws); ValueError unless one finite
+    weight >= 0 per level with a positive sum."""
+    if weights is None:
+        return None
+    table = np.asarray(weights, dtype=np.float64)
+    if (table.shape != (num_levels,) or not np.all(np.isfinite(table)) or np.any(table < 0)
+            or not table.sum() > 0):
+        raise ValueError(f"level_weights must be {num_levels} finite weights >= 0 (one per "
+                         f"noise level) with a positive sum, got {list(weights)}")
+    return [float(w) for w in table]
 
 
 @contextlib.contextmanager
@@ -245,8 +259,9 @@ def _backbone_layout(path: str) -> Iterator[str]:
 def per_sample_losses(model: NCSN, data, training: bool, objectives: Collection[str]
                       ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """What a training or test step of `model` draws and scores: per-sample losses
-    {objective: [B]} of each of `objectives` and each sample's level [B], one uniformly drawn
-    noise level and noise per sample (from the model's seed generator) shared by all.
+    {objective: [B]} of each of `objectives` and each sample's level [B], one noise level
+    and noise per sample (from the model's seed generator) shared by all. Levels are drawn
+    uniformly, or in training with the model's `level_weights` when it has them.
 
     Draws are made in one order (level, noise, then projections if an SSM objective
     is asked for), so an objective's draws do not depend on which others are asked for.
@@ -260,8 +275,13 @@ def per_sample_losses(model: NCSN, data, training: bool, objectives: Collection[
     local = tf.shape(x)[0]
     share = slice(index * local, (index + 1) * local)
     global_shape = tf.concat([[local * count], tf.shape(x)[1:]], 0)
-    level = keras.random.randint((local * count,), 0, model.num_levels,
-                                 seed=model.seed_generator, dtype="int32")[share]
+    if training and model.level_weights is not None:
+        logits = tf.math.log(tf.constant([model.level_weights], tf.float32))
+        level = keras.random.categorical(logits, local * count, dtype="int32",
+                                         seed=model.seed_generator)[0][share]
+    else:
+        level = keras.random.randint((local * count,), 0, model.num_levels,
+                                     seed=model.seed_generator, dtype="int32")[share]
     noise = keras.random.normal(global_shape, seed=model.seed_generator)[share]
 
     def score_fn(xt: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
@@ -304,9 +324,14 @@ def build_model(config: Config) -> NCSN:
     """
     keras.mixed_precision.set_global_policy(config.train.precision)
     keras.utils.set_random_seed(config.train.seed)
-    return NCSN(config.image_shape, get_sigmas(config.noise), ngf=config.model.ngf,
+    sigmas = get_sigmas(config.noise)
+    weights = (level_probabilities(sigmas, config.train.level_focus,
+                                   config.train.level_focus_width).tolist()
+               if config.train.level_focus else None)
+    return NCSN(config.image_shape, sigmas, ngf=config.model.ngf,
                 scale_by_sigma=config.model.scale_by_sigma, seed=config.train.seed,
-                objective=config.train.objective, name="ncsn").build_for_images()
+                objective=config.train.objective, level_weights=weights,
+                name="ncsn").build_for_images()
 
 
 @keras.saving.register_keras_serializable(package="keras_ncsn")

@@ -19,6 +19,21 @@ def get_sigmas(config: NoiseConfig) -> np.ndarray:
                         config.num_levels).astype(np.float32)
 
 
+def level_probabilities(sigmas: Sequence[float], focus: float = 0.0,
+                        width: float = 1.0) -> np.ndarray:
+    """How often training draws each level: uniform (the paper's) when `focus` is 0, else
+    proportional to a normal density of log sigma around log `focus` with std `width`,
+    the discrete form of EDM's log-normal training noise (Karras et al. 2022): more of the
+    steps go where the loss is most reducible, fewer to the levels already fitted."""
+    table = check_sigmas(sigmas)
+    if focus < 0 or not width > 0:
+        raise ConfigError(f"level focus must be >= 0 and its width > 0, got {focus}, {width}")
+    if focus == 0:
+        return np.full(table.size, 1.0 / table.size)
+    density = np.exp(-0.5 * ((np.log(table) - np.log(focus)) / width) ** 2)
+    return density / density.sum()
+
+
 def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
     """The sigma table as float64; ConfigError unless 1-D, positive and strictly descending."""
     table = np.asarray(sigmas, dtype=np.float64)

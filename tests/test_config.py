@@ -10,7 +10,7 @@ import pytest
 from keras_ncsn.config import (PRESETS, Config, NoiseConfig, get_config, load_config, override,
                                save_config)
 from keras_ncsn.errors import ConfigError
-from keras_ncsn.noise import get_sigmas
+from keras_ncsn.noise import get_sigmas, level_probabilities
 
 
 @pytest.mark.parametrize("name, size, channels, ngf, flip", [
@@ -42,6 +42,19 @@ def test_sigmas_are_the_float32_values_of_the_log_space_formula(noise):
     expected = np.exp(np.linspace(np.log(noise.sigma_begin), np.log(noise.sigma_end),
                                   noise.num_levels)).astype(np.float32)
     np.testing.assert_array_equal(get_sigmas(noise), expected)
+
+
+def test_level_probabilities_are_uniform_or_log_normal_around_the_focus():
+    sigmas = get_sigmas(NoiseConfig(5.0, 0.02, 10))
+    np.testing.assert_allclose(level_probabilities(sigmas), 0.1)
+    focused = level_probabilities(sigmas, focus=0.3, width=1.0)
+    assert focused.sum() == pytest.approx(1.0) and np.argmax(focused) in (4, 5)
+    log_distance = np.abs(np.log(sigmas) - np.log(0.3))
+    assert np.all(np.diff(focused[np.argsort(log_distance)]) <= 0)  # nearer: more often
+    wider = level_probabilities(sigmas, focus=0.3, width=3.0)
+    assert wider.min() > focused.min() and wider.max() < focused.max()
+    with pytest.raises(ConfigError, match="width > 0"):
+        level_probabilities(sigmas, focus=0.3, width=0.0)
 
 
 def test_overrides_convert_types():
@@ -76,6 +89,9 @@ def test_overrides_convert_types():
     ("sample.method=ode", "sample.method must be one of"),
     ("sample.step_size=0", "sample.step_size must be > 0"),
     ("train.eval_draws=0", "train.eval_draws must be > 0"),
+    ("train.level_focus=-1", "train.level_focus must be a finite sigma >= 0"),
+    ("train.level_focus=nan", "train.level_focus must be a finite sigma >= 0"),
+    ("train.level_focus=0", "train.level_focus_width has no effect"),
 ])
 def test_bad_overrides_name_the_problem(assignment, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.").replace("(", r"\(")):

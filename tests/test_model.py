@@ -16,7 +16,7 @@ from keras_ncsn.config import get_config
 from keras_ncsn.losses import dsm_per_sample
 from keras_ncsn.errors import ConfigError
 from keras_ncsn.model import (NCSN, build_model, compile_model, count_trainable_parameters,
-                              learning_rate, make_optimizer, WarmupCosine)
+                              learning_rate, make_optimizer, per_sample_losses, WarmupCosine)
 
 RNG = np.random.default_rng(0)
 
@@ -117,6 +117,9 @@ def test_bad_model_arguments():
         NCSN(image_shape=(8, 8, 1), sigmas=[1.0, -1.0])
     with pytest.raises(ValueError, match="objective"):
         NCSN(image_shape=(8, 8, 1), sigmas=[1.0], objective="nce")
+    for weights in ([1.0], [1.0, -1.0], [0.0, 0.0], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="level_weights must be 2 finite weights"):
+            NCSN(image_shape=(8, 8, 1), sigmas=[1.0, 0.1], level_weights=weights)
 
 
 def test_build_model_takes_the_objective_and_saves_it_in_its_config():
@@ -126,6 +129,26 @@ def test_build_model_takes_the_objective_and_saves_it_in_its_config():
     model = build_model(config)
     assert model.objective == "ssm_vr"
     assert NCSN.from_config(model.get_config()).objective == "ssm_vr"
+
+
+def test_level_focus_sets_how_often_training_draws_each_level():
+    """train.level_focus reaches the model (and its saved config) as level weights, training
+    steps draw levels with them, and held-out steps still draw uniformly."""
+    config = get_config("quick", [*CONSTANT_LR, "model.ngf=2", "data.image_size=4",
+                                  "noise.num_levels=3", "noise.sigma_begin=1",
+                                  "noise.sigma_end=0.01", "train.level_focus=0.01",
+                                  "train.level_focus_width=0.1"])
+    model = build_model(config)
+    assert np.argmax(model.level_weights) == 2 and model.level_weights[2] > 0.999
+    assert NCSN.from_config(model.get_config()).level_weights == model.level_weights
+    images = tf.zeros((512, 4, 4, 1))
+    trained = per_sample_losses(model, images, True, ["dsm"])[1].numpy()
+    held_out = per_sample_losses(model, images, False, ["dsm"])[1].numpy()
+    assert set(trained) == {2}
+    assert np.bincount(held_out, minlength=3).min() > 120  # uniform: ~171 each
+    uniform = get_config("quick", [*CONSTANT_LR, "model.ngf=2", "data.image_size=4",
+                                   "train.level_focus=0", "train.level_focus_width=1"])
+    assert build_model(uniform).level_weights is None
 
 
 def test_train_seed_fixes_the_initial_weights():
