@@ -63,9 +63,8 @@ def ema_weights(model: keras.Model) -> Iterator[keras.Model]:
 class NCSN(keras.Model):
     """The score-model task around a `CondRefineNetDilated` backbone: `model((x, level))` is
     the backbone's score s_theta(x, sigma_level), x [B, H, W, C] in [0, 1] and level an int
-    noise-level index per image [B] into the sigma table the backbone holds. Training and
-    sampling as the module docstring says.
-    """
+    noise-level index per image [B] into the backbone's sigma table; `level_weights` (None:
+    uniform) weight the levels training draws. Training and sampling as the module says."""
 
     def __init__(self, image_shape: Sequence[int], sigmas: Sequence[float], ngf: int = 64,
                  scale_by_sigma: bool = False, seed: int = 0, objective: str = "dsm",
